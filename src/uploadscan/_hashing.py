@@ -1,0 +1,177 @@
+"""``hash_file``: every hash of one upload, without looking anything up.
+
+The bytes are read once. MD5 and SHA-256 run on a worker thread while the image decodes
+(both release the GIL), so on a large JPEG the digests cost almost nothing extra. PDQ of a
+JPEG is computed from a reduced-size (draft) decode, which is most of the speed-up over
+decoding every pixel; see ``_pdq`` for why that still matches the reference. Animated images
+and videos go to the video hasher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
+
+from PIL import Image
+
+from . import hashtypes
+from ._errors import ConfigError, UnsupportedMediaError
+from ._limits import DEFAULT_LIMITS, Limits
+from ._media import (
+    MediaInput,
+    MediaKind,
+    check_deadline,
+    decode_errors,
+    open_image,
+    read_media,
+)
+from ._pdq import JPEG_DRAFT_MIN_SIDE, pdq_from_image
+from ._result import HashResult
+
+_ALWAYS_COMPUTED = frozenset(("pdq", "md5", "sha256"))
+#: Below this size the digests are computed inline: a thread hand-off would cost more.
+_DIGEST_IN_THREAD_BYTES = 1 << 20
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _digest_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="uploadscan-digest"
+            )
+        return _executor
+
+
+def _digests(data: bytes) -> tuple[str, str]:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest(), hashlib.sha256(data).hexdigest()
+
+
+def _imagehash_functions(extra: Sequence[str]) -> dict[str, Callable[[Image.Image], object]]:
+    """Validate ``extra`` up front, before any decoding, and map names to imagehash functions."""
+    wanted: dict[str, Callable[[Image.Image], object]] = {}
+    for name in extra:
+        hashtypes.get(name)  # UnknownHashTypeError for names nobody registered
+        if name in _ALWAYS_COMPUTED:
+            continue
+        if name not in hashtypes.IMAGEHASH_TYPES:
+            raise ConfigError(
+                f"hash type {name!r} is registered but hash_file cannot compute it; "
+                f"extra accepts {', '.join(hashtypes.IMAGEHASH_TYPES)}"
+            )
+        import imagehash
+
+        wanted[name] = getattr(imagehash, name)
+    return wanted
+
+
+def hash_file(
+    media: bytes | str | os.PathLike[str] | BinaryIO,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    extra: Sequence[str] = (),
+) -> HashResult:
+    """MD5, SHA-256 and PDQ (plus any imagehash types named in ``extra``) of one upload.
+
+    Raises a ``MediaError`` subclass for media that cannot be hashed within ``limits``.
+    Videos and animated images get per-frame PDQ hashes in ``frames``; ``extra`` applies to
+    still images only.
+    """
+    if isinstance(extra, str):
+        raise ConfigError("extra must be a sequence of hash-type names, not a single string")
+    functions = _imagehash_functions(extra)
+    started = time.monotonic()
+    item = read_media(media, limits)
+    digest_future: Future[tuple[str, str]] | None = None
+    if item.size >= _DIGEST_IN_THREAD_BYTES:
+        digest_future = _digest_executor().submit(_digests, item.data)
+    try:
+        if item.kind is MediaKind.VIDEO:
+            return _hash_video(item, limits, digest_future)
+        return _hash_image(item, limits, functions, started, digest_future)
+    finally:
+        if digest_future is not None:
+            digest_future.cancel()
+
+
+def _finish_digests(item: MediaInput, future: Future[tuple[str, str]] | None) -> tuple[str, str]:
+    return future.result() if future is not None else _digests(item.data)
+
+
+def _hash_video(
+    item: MediaInput, limits: Limits, digest_future: Future[tuple[str, str]] | None
+) -> HashResult:
+    try:
+        from ._video import hash_video  # imported lazily: PyAV is only loaded for videos
+    except ImportError as exc:
+        raise UnsupportedMediaError(
+            f"{item.media_type}: video hashing is unavailable ({exc})", media_type=item.media_type
+        ) from exc
+
+    video = hash_video(item.data, item.media_type, limits)
+    md5, sha256 = _finish_digests(item, digest_future)
+    return HashResult(
+        media_type=item.media_type,
+        md5=md5,
+        sha256=sha256,
+        size=item.size,
+        width=video.width,
+        height=video.height,
+        frames=tuple(video.frames),
+        duration=video.duration,
+    )
+
+
+def _hash_image(
+    item: MediaInput,
+    limits: Limits,
+    functions: dict[str, Callable[[Image.Image], object]],
+    started: float,
+    digest_future: Future[tuple[str, str]] | None,
+) -> HashResult:
+    media_type = item.media_type
+    image = open_image(item.data, media_type, limits)
+    original_size = image.size
+    extra: dict[str, str] = {}
+    with decode_errors(media_type):
+        if image.format == "JPEG" and not functions:
+            _draft(image)
+        image.load()
+        check_deadline(started, limits, media_type, "decoding")
+        pdq, quality = pdq_from_image(image, original_size=original_size)
+        for name, function in functions.items():
+            extra[name] = str(function(image))
+        check_deadline(started, limits, media_type, "hashing")
+    md5, sha256 = _finish_digests(item, digest_future)
+    return HashResult(
+        media_type=media_type,
+        md5=md5,
+        sha256=sha256,
+        size=item.size,
+        pdq=pdq,
+        pdq_quality=quality,
+        width=original_size[0],
+        height=original_size[1],
+        extra=extra,
+    )
+
+
+def _draft(image: Image.Image) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale while the short side stays >= 256 px.
+
+    Colour JPEGs decode their luma channel only: PDQ's luma weights are JPEG's own Y weights.
+    """
+    width, height = image.size
+    for scale in (8, 4, 2):
+        if min(width, height) // scale >= JPEG_DRAFT_MIN_SIDE:
+            mode = "L" if image.mode == "RGB" else image.mode
+            image.draft(mode, (width // scale, height // scale))
+            return

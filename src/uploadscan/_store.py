@@ -1,0 +1,542 @@
+"""The SQLite store: hash lists, their entries, and the decision log. The source of truth.
+
+Every index file is derived from this store and can be rebuilt from it, so the store's job is
+to be correct under concurrency and crashes, and to let readers find out cheaply what changed:
+
+- One store version (``meta.version``) is bumped exactly once per committed change. Entries
+  record the version that added them and, as tombstones, the version that removed them, so
+  ``snapshot(type, v)`` and ``changes(type, a, b)`` are exact at any version still retained.
+- A batch is all-or-nothing: every value is validated by its hash type before the write
+  transaction starts, staged in a per-connection TEMP table, then applied with a handful of
+  set-based statements inside one ``BEGIN IMMEDIATE``. A writer killed mid-batch leaves only
+  uncommitted WAL frames, which SQLite discards on the next open.
+- WAL lets many processes read while one writes; ``synchronous=NORMAL`` keeps the file
+  consistent on power loss at the cost of possibly losing the last commit, which sync repeats
+  from the stored checkpoint anyway.
+- Each thread gets its own connection (sqlite3 connections must not be shared mid-statement).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _audit, _batch, hashtypes
+from ._batch import WriteTxn
+from ._errors import (
+    ConfigError,
+    ListNotFoundError,
+    StoreCorruptError,
+    StoreError,
+)
+from ._lists import BatchResult, Entry, EntryUpsert, HashList, ListKind, ListSettings
+from ._schema import SCHEMA_VERSION, SchemaTooNewError, migrate
+
+__all__ = ["DeltaUnavailableError", "Store"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# quick_check reads every page; worth it on open only while that stays well under 100 ms.
+_QUICK_CHECK_MAX_BYTES = 16 << 20
+_BUSY_TIMEOUT_MS = 30_000
+
+
+_LIST_COLUMNS = "id, name, kind, source, settings, checkpoint, version, last_sync, created"
+
+
+class DeltaUnavailableError(StoreError):
+    """``changes()`` was asked for a range whose tombstones ``compact()`` already purged;
+    the caller must take a fresh ``snapshot()`` instead."""
+
+
+class Store:
+    """A hash-list store in one SQLite file. Use ``Store.open(path)``; thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self._store_id = ""
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        """Open or create the store at ``path`` (parent directories too), migrating it.
+
+        Raises ``StoreCorruptError`` if the file is not an intact SQLite database.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory for store {path}: {exc}") from None
+        _check_header(path)
+        store = cls(path)
+        try:
+            conn = store._conn()
+            migrate(conn, uuid.uuid4().hex)
+            if path.stat().st_size <= _QUICK_CHECK_MAX_BYTES:
+                result = conn.execute("PRAGMA quick_check").fetchall()
+                if result != [("ok",)]:
+                    detail = "; ".join(str(r[0]) for r in result[:3])
+                    raise StoreCorruptError(f"store {path} is damaged: {detail}")
+            store._store_id = store._meta(conn, "store_id")
+        except SchemaTooNewError as exc:
+            store.close()
+            raise StoreError(
+                f"store {path} has schema version {exc.found}, newer than this uploadscan "
+                f"supports ({SCHEMA_VERSION}); upgrade uploadscan"
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise StoreCorruptError(
+                f"store {path} is not a usable uploadscan database: {exc}"
+            ) from None
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def store_id(self) -> str:
+        """Random id fixed at creation; tells index files of a recreated store apart."""
+        return self._store_id
+
+    def close(self) -> None:
+        """Close every thread's connection. Later calls raise ``StoreError``."""
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"store {self._path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=_BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,  # only ever used by its own thread; close() excepted
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot open store {self._path}: {exc}") from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreCorruptError(
+                f"store {self._path} is not a usable uploadscan database: {exc}"
+            ) from None
+        with self._conns_lock:
+            self._conns.append(conn)
+        self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, key: str) -> str:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise StoreCorruptError(f"store metadata {key!r} is missing")
+        return str(row[0])
+
+    def _write(self) -> WriteTxn:
+        return WriteTxn(self._conn(), self._path)
+
+    # ---------------------------------------------------------------- lists
+
+    def add_list(
+        self,
+        name: str,
+        *,
+        kind: ListKind,
+        source: str | None = None,
+        settings: ListSettings | None = None,
+    ) -> HashList:
+        """Create an empty list. ``ConfigError`` for a bad or duplicate name."""
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"list name must be 1-64 characters of letters, digits, '.', '_' or '-' "
+                f"starting with a letter or digit, got {name!r}"
+            )
+        if not isinstance(kind, ListKind):
+            raise ConfigError(f"kind must be a ListKind, got {kind!r}")
+        settings = settings or ListSettings()
+        with self._write() as txn:
+            if txn.find_list(name) is not None:
+                raise ConfigError(f"a list named {name!r} already exists")
+            version = txn.bump()
+            txn.conn.execute(
+                "INSERT INTO lists (name, kind, source, settings, version, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, kind.value, source, settings.to_json(), version, time.time()),
+            )
+        return self.get_list(name)
+
+    def remove_list(self, name: str) -> None:
+        """Remove a list and (as tombstones, until ``compact``) all its entries."""
+        with self._write() as txn:
+            list_id = txn.require_list(name)
+            version = txn.bump()
+            c = txn.conn
+            c.execute(
+                "UPDATE entries SET removed_version = ? WHERE list_id = ? "
+                "AND removed_version IS NULL",
+                (version, list_id),
+            )
+            c.execute("DELETE FROM list_counts WHERE list_id = ?", (list_id,))
+            c.execute(
+                "UPDATE lists SET removed_version = ?, version = ? WHERE id = ?",
+                (version, version, list_id),
+            )
+
+    def get_list(self, name: str) -> HashList:
+        lists = self._read_lists(name)
+        if not lists:
+            raise ListNotFoundError(f"no hash list named {name!r}")
+        return lists[0]
+
+    def lists(self) -> list[HashList]:
+        """All live lists, by name."""
+        return self._read_lists(None)
+
+    def update_settings(self, name: str, settings: ListSettings) -> HashList:
+        if not isinstance(settings, ListSettings):
+            raise ConfigError(f"settings must be a ListSettings, got {settings!r}")
+        return self._set_list_field(name, "settings", settings.to_json())
+
+    def set_source(self, name: str, source: str | None) -> HashList:
+        return self._set_list_field(name, "source", source)
+
+    def _set_list_field(self, name: str, column: str, value: str | None) -> HashList:
+        with self._write() as txn:
+            list_id = txn.require_list(name)
+            version = txn.bump()
+            txn.conn.execute(
+                f"UPDATE lists SET {column} = ?, version = ? WHERE id = ?",
+                (value, version, list_id),
+            )
+        return self.get_list(name)
+
+    def _read_lists(self, name: str | None) -> list[HashList]:
+        conn = self._conn()
+        where = "removed_version IS NULL" + (" AND name = ?" if name is not None else "")
+        args = (name,) if name is not None else ()
+        conn.execute("BEGIN")
+        try:
+            rows = conn.execute(
+                f"SELECT {_LIST_COLUMNS} FROM lists WHERE {where} ORDER BY name", args
+            ).fetchall()
+            counts: dict[int, dict[str, int]] = {}
+            for list_id, hash_type, count in conn.execute(
+                "SELECT list_id, hash_type, count FROM list_counts WHERE count > 0"
+            ):
+                counts.setdefault(list_id, {})[hash_type] = count
+        finally:
+            conn.execute("COMMIT")
+        out = []
+        for list_id, lname, kind, source, settings, checkpoint, version, last_sync, created in rows:
+            by_type = dict(sorted(counts.get(list_id, {}).items()))
+            out.append(
+                HashList(
+                    name=lname,
+                    kind=ListKind(kind),
+                    source=source,
+                    settings=ListSettings.from_json(settings),
+                    checkpoint=checkpoint,
+                    version=version,
+                    last_sync=last_sync,
+                    created=created,
+                    entry_count=sum(by_type.values()),
+                    counts_by_type=by_type,
+                )
+            )
+        return out
+
+    # ---------------------------------------------------------------- writes
+
+    def apply_batch(
+        self,
+        list_name: str,
+        upserts: Iterable[EntryUpsert],
+        deletes: Iterable[tuple[str, str]] = (),
+        *,
+        checkpoint: str | None = None,
+        replace: bool = False,
+        mark_synced: bool = True,
+    ) -> BatchResult:
+        """Apply one sync batch to ``list_name`` atomically.
+
+        Every value is validated (``InvalidHashError`` naming the entry, nothing applied)
+        before the write transaction starts. Within a batch the last upsert of a value wins
+        and a delete beats an upsert of the same value. ``replace=True`` removes every entry
+        of the list not among ``upserts``. ``checkpoint`` (if given) and ``last_sync`` (if
+        ``mark_synced``) are stored in the same transaction, so a sync that resumes from the
+        stored checkpoint never skips or repeats a batch.
+        """
+        return _batch.apply_batch(
+            self._conn(),
+            self._path,
+            list_name,
+            upserts,
+            deletes,
+            checkpoint=checkpoint,
+            replace=replace,
+            mark_synced=mark_synced,
+        )
+
+    def compact(self, before_version: int) -> int:
+        """Purge tombstones removed before ``before_version``; returns how many went.
+
+        Afterwards ``changes(since, ...)`` needs ``since >= before_version - 1``.
+        """
+        with self._write() as txn:
+            c = txn.conn
+            n = c.execute(
+                "DELETE FROM entries WHERE removed_version IS NOT NULL AND removed_version < ?",
+                (before_version,),
+            ).rowcount
+            c.execute(
+                "DELETE FROM lists WHERE removed_version IS NOT NULL AND removed_version < ? "
+                "AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.list_id = lists.id)",
+                (before_version,),
+            )
+            c.execute(
+                "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) "
+                "WHERE key = 'compacted_before'",
+                (before_version,),
+            )
+        return int(n)
+
+    # ---------------------------------------------------------------- reads
+
+    def version(self) -> int:
+        """The current store version (cheap: one indexed read)."""
+        return int(self._meta(self._conn(), "version"))
+
+    def hash_types(self) -> list[str]:
+        """Hash types with at least one live entry in any list."""
+        rows = self._conn().execute(
+            "SELECT DISTINCT hash_type FROM list_counts WHERE count > 0 ORDER BY hash_type"
+        )
+        return [r[0] for r in rows]
+
+    def snapshot(
+        self, hash_type: str, version: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """Ids and codes (n, nbytes) of every entry of ``hash_type`` live at ``version``
+        (default: now) across all lists, in id order."""
+        nbytes = hashtypes.get(hash_type).bits // 8
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            if version is None:
+                version = int(self._meta(conn, "version"))
+            else:
+                self._check_retained(conn, version)
+            rows = conn.execute(
+                # A scan in rowid order beats an index walk plus a sort for whole-type reads.
+                "SELECT id, value FROM entries NOT INDEXED WHERE hash_type = ? "
+                "AND added_version <= ? AND (removed_version IS NULL OR removed_version > ?)",
+                (hash_type, version, version),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return _to_arrays(rows, nbytes)
+
+    def changes(
+        self, hash_type: str, since_version: int, upto_version: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """What happened to ``hash_type`` between two versions: (added ids, added codes,
+        removed ids). Entries both added and removed in the range appear in neither.
+        ``DeltaUnavailableError`` if ``compact`` purged tombstones the range needs."""
+        nbytes = hashtypes.get(hash_type).bits // 8
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            self._check_retained(conn, since_version)
+            added = conn.execute(
+                "SELECT id, value FROM entries WHERE hash_type = ? AND added_version > ? "
+                "AND added_version <= ? AND (removed_version IS NULL OR removed_version > ?) "
+                "ORDER BY id",
+                (hash_type, since_version, upto_version, upto_version),
+            ).fetchall()
+            removed = conn.execute(
+                "SELECT id FROM entries WHERE hash_type = ? AND removed_version > ? "
+                "AND removed_version <= ? AND added_version <= ? ORDER BY id",
+                (hash_type, since_version, upto_version, since_version),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        ids, codes = _to_arrays(added, nbytes)
+        return ids, codes, np.array([r[0] for r in removed], dtype=np.int64)
+
+    def _check_retained(self, conn: sqlite3.Connection, since: int) -> None:
+        horizon = int(self._meta(conn, "compacted_before"))
+        if since < horizon - 1:
+            raise DeltaUnavailableError(
+                f"store {self._path}: changes since version {since} were compacted "
+                f"(history kept from version {horizon - 1})"
+            )
+
+    def entries(self, ids: Sequence[int] | Iterable[int]) -> dict[int, Entry]:
+        """Live entries by id; ids of removed or unknown entries are simply absent."""
+        wanted = sorted({int(i) for i in ids})
+        out: dict[int, Entry] = {}
+        conn = self._conn()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN lists l ON l.id = e.list_id "
+                f"WHERE e.id IN ({marks}) AND e.removed_version IS NULL",
+                chunk,
+            ):
+                entry = _entry(row)
+                out[entry.id] = entry
+        return out
+
+    def list_entries(
+        self, name: str, hash_type: str | None = None, limit: int | None = None
+    ) -> Iterator[Entry]:
+        """Live entries of one list in id order, read page by page (no long-held cursor)."""
+        list_id = self._list_id(name)
+        type_clause = " AND e.hash_type = ?" if hash_type is not None else ""
+        last, remaining = 0, limit if limit is not None else -1
+        while remaining != 0:
+            page = 1000 if remaining < 0 else min(1000, remaining)
+            args: list[Any] = [list_id, last]
+            if hash_type is not None:
+                args.append(hash_type)
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN lists l ON l.id = e.list_id "
+                    f"WHERE e.list_id = ? AND e.removed_version IS NULL AND e.id > ?"
+                    f"{type_clause} ORDER BY e.id LIMIT {page}",
+                    args,
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield _entry(row)
+            last = rows[-1][0]
+            remaining = remaining - len(rows) if remaining > 0 else remaining
+
+    def _list_id(self, name: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT id FROM lists WHERE name = ? AND removed_version IS NULL", (name,))
+            .fetchone()
+        )
+        if row is None:
+            raise ListNotFoundError(f"no hash list named {name!r}")
+        return int(row[0])
+
+    def check(self) -> list[str]:
+        """Full integrity check (reads the whole file); empty list when healthy."""
+        rows = self._conn().execute("PRAGMA integrity_check").fetchall()
+        return [] if rows == [("ok",)] else [str(r[0]) for r in rows]
+
+    # ---------------------------------------------------------------- decisions
+
+    def record_decision(self, record: Mapping[str, Any]) -> None:
+        _audit.record_decision(self._conn(), record)
+
+    def decisions(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        action: str | None = None,
+        review_status: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return _audit.decisions(
+            self._conn(),
+            since=since,
+            until=until,
+            action=action,
+            review_status=review_status,
+            limit=limit,
+        )
+
+    def set_review(self, verdict_id: str, status: str, note: str | None = None) -> None:
+        _audit.set_review(self._conn(), verdict_id, status, note)
+
+    def purge_decisions(self, older_than: float) -> int:
+        return _audit.purge_decisions(self._conn(), older_than)
+
+
+_ENTRY_COLUMNS = "e.id, l.name, e.hash_type, e.value, e.labels, e.external_id, e.added, e.extra"
+
+
+def _check_header(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise StoreError(f"store path {path} is a directory") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read store {path}: {exc}") from None
+    if head and head != _SQLITE_MAGIC:
+        raise StoreCorruptError(
+            f"store {path} is not an SQLite database (damaged or a different file); "
+            "move it aside and sync again"
+        )
+
+
+def _to_arrays(
+    rows: list[tuple[int, bytes]], nbytes: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, nbytes)
+    return ids, codes
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    entry_id, list_name, hash_type, value, labels, external_id, added, extra = row
+    return Entry(
+        id=entry_id,
+        list_name=list_name,
+        hash_type=hash_type,
+        value=hashtypes.get(hash_type).from_bytes(value),
+        labels=tuple(json.loads(labels)),
+        external_id=external_id,
+        added=added,
+        extra=None if extra is None else json.loads(extra),
+    )
