@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from uploadscan._errors import ConfigError, IndexError_, InvalidHashError
-from uploadscan._hamming import expand_ranges
+from uploadscan._mih import expand_ranges
 from uploadscan._mmapfile import SectionSpec, SectionWriter, map_file
 
 __all__ = ["DigestSet"]
@@ -48,14 +48,15 @@ def _check_keys(keys: npt.NDArray[np.uint8], key_bytes: int | None, what: str) -
 class DigestSet:
     """A sorted, memory-mapped set of fixed-length digests, each with an int64 id."""
 
-    def __init__(self, path: Path, key_bytes: int, sections: dict[str, npt.NDArray[np.generic]],
-                 size: int) -> None:
+    def __init__(
+        self, path: Path, key_bytes: int, sections: dict[str, npt.NDArray[np.generic]], size: int
+    ) -> None:
         """Use ``DigestSet.open``; this wraps already validated sections."""
         self.path = path
         self.key_bytes = key_bytes
-        self._head: npt.NDArray[np.uint64] = sections["head"]
-        self._rest: npt.NDArray[np.uint64] = sections["rest"]
-        self._ids: npt.NDArray[np.int64] = sections["ids"]
+        self._head = np.asarray(sections["head"], dtype=np.uint64)
+        self._rest = np.asarray(sections["rest"], dtype=np.uint64)
+        self._ids = np.asarray(sections["ids"], dtype=np.int64)
         self._size = size
 
     @classmethod

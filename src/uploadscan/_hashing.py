@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -25,15 +26,20 @@ from ._limits import DEFAULT_LIMITS, Limits
 from ._media import (
     MediaInput,
     MediaKind,
+    MediaSource,
     check_deadline,
     decode_errors,
     open_image,
     read_media,
 )
-from ._pdq import JPEG_DRAFT_MIN_SIDE, pdq_from_image
+from ._pdq import JPEG_DRAFT_MIN_SIDE, pdq_variants_from_image
 from ._result import HashResult
 
+if TYPE_CHECKING:
+    from ._lookup import QueryHash
+
 _ALWAYS_COMPUTED = frozenset(("pdq", "md5", "sha256"))
+_IMAGEHASH_FUNCTION = {"ahash": "average_hash"}  # the others are named like the hash type
 #: Below this size the digests are computed inline: a thread hand-off would cost more.
 _DIGEST_IN_THREAD_BYTES = 1 << 20
 
@@ -69,12 +75,12 @@ def _imagehash_functions(extra: Sequence[str]) -> dict[str, Callable[[Image.Imag
             )
         import imagehash
 
-        wanted[name] = getattr(imagehash, name)
+        wanted[name] = getattr(imagehash, _IMAGEHASH_FUNCTION.get(name, name))
     return wanted
 
 
 def hash_file(
-    media: bytes | str | os.PathLike[str] | BinaryIO,
+    media: MediaSource,
     *,
     limits: Limits = DEFAULT_LIMITS,
     extra: Sequence[str] = (),
@@ -85,6 +91,60 @@ def hash_file(
     Videos and animated images get per-frame PDQ hashes in ``frames``; ``extra`` applies to
     still images only.
     """
+    result, _ = _hash(media, limits=limits, extra=extra, need_pdq=True, dihedral=False)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ScanHashes:
+    """What ``Scanner.scan`` needs from hashing: the result and the queries to look up.
+
+    ``queries`` holds the digests, the PDQ hash and (if asked) its 7 dihedral variants, or one
+    query per video frame; ``frame_count`` is the number of hashed frames (0 for an image).
+    """
+
+    result: HashResult
+    queries: list[QueryHash] = field(default_factory=list)
+    frame_count: int = 0
+
+
+def hash_for_scan(
+    media: MediaSource,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    need_perceptual: bool = True,
+    extra: Sequence[str] = (),
+    dihedral: bool = True,
+) -> ScanHashes:
+    """Hash an upload for matching. Skips decoding entirely when no list needs a perceptual
+    hash, and derives the dihedral PDQ variants from the same DCT (no re-decoding)."""
+    from ._lookup import QueryHash  # the matcher side; kept out of hash_file's import cost
+
+    result, variants = _hash(
+        media, limits=limits, extra=extra, need_pdq=need_perceptual, dihedral=dihedral
+    )
+    queries = [QueryHash("md5", result.md5), QueryHash("sha256", result.sha256)]
+    for number, value in enumerate(variants):
+        queries.append(QueryHash("pdq", value, variant=number, quality=result.pdq_quality))
+    for index, frame in enumerate(result.frames):
+        queries.append(
+            QueryHash(
+                "pdq", frame.pdq, quality=frame.quality, frame=index, timestamp=frame.timestamp
+            )
+        )
+    for name, value in result.extra.items():
+        queries.append(QueryHash(name, value))
+    return ScanHashes(result, queries, len(result.frames))
+
+
+def _hash(
+    media: MediaSource,
+    *,
+    limits: Limits,
+    extra: Sequence[str],
+    need_pdq: bool,
+    dihedral: bool,
+) -> tuple[HashResult, tuple[str, ...]]:
     if isinstance(extra, str):
         raise ConfigError("extra must be a sequence of hash-type names, not a single string")
     functions = _imagehash_functions(extra)
@@ -94,9 +154,12 @@ def hash_file(
     if item.size >= _DIGEST_IN_THREAD_BYTES:
         digest_future = _digest_executor().submit(_digests, item.data)
     try:
+        if not need_pdq and not functions:
+            md5, sha256 = _finish_digests(item, digest_future)
+            return HashResult(item.media_type, md5, sha256, item.size), ()
         if item.kind is MediaKind.VIDEO:
-            return _hash_video(item, limits, digest_future)
-        return _hash_image(item, limits, functions, started, digest_future)
+            return _hash_video(item, limits, digest_future), ()
+        return _hash_image(item, limits, functions, started, digest_future, need_pdq, dihedral)
     finally:
         if digest_future is not None:
             digest_future.cancel()
@@ -136,32 +199,40 @@ def _hash_image(
     functions: dict[str, Callable[[Image.Image], object]],
     started: float,
     digest_future: Future[tuple[str, str]] | None,
-) -> HashResult:
+    need_pdq: bool,
+    dihedral: bool,
+) -> tuple[HashResult, tuple[str, ...]]:
     media_type = item.media_type
     image = open_image(item.data, media_type, limits)
     original_size = image.size
     extra: dict[str, str] = {}
+    variants: tuple[str, ...] = ()
+    quality: int | None = None
     with decode_errors(media_type):
         if image.format == "JPEG" and not functions:
             _draft(image)
         image.load()
         check_deadline(started, limits, media_type, "decoding")
-        pdq, quality = pdq_from_image(image, original_size=original_size)
+        if need_pdq:
+            variants, quality = pdq_variants_from_image(
+                image, original_size=original_size, dihedral=dihedral
+            )
         for name, function in functions.items():
             extra[name] = str(function(image))
         check_deadline(started, limits, media_type, "hashing")
     md5, sha256 = _finish_digests(item, digest_future)
-    return HashResult(
+    result = HashResult(
         media_type=media_type,
         md5=md5,
         sha256=sha256,
         size=item.size,
-        pdq=pdq,
+        pdq=variants[0] if variants else None,
         pdq_quality=quality,
         width=original_size[0],
         height=original_size[1],
         extra=extra,
     )
+    return result, variants
 
 
 def _draft(image: Image.Image) -> None:

@@ -27,6 +27,7 @@ Hash types with ``default_threshold > 0`` (PDQ, the 64-bit imagehash types) get 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import importlib
 import json
@@ -125,6 +126,18 @@ class _TypeState:
     added_ids: npt.NDArray[np.int64]
     added_codes: npt.NDArray[np.uint8]
     removed_ids: npt.NDArray[np.int64]  # sorted
+    exact: dict[bytes, list[int]] | None = None  # added entries by value, for exact types
+
+    def search_added(self, queries: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
+        if self.exact is None:
+            return brute_force_search(self.added_codes, self.added_ids, queries, max_distance)
+        rows, ids = [], []
+        for row, query in enumerate(queries):
+            for entry_id in self.exact.get(query.tobytes(), ()):
+                rows.append(row)
+                ids.append(entry_id)
+        query_rows = np.asarray(rows, dtype=np.int32)
+        return SearchHits(query_rows, np.asarray(ids, dtype=np.int64), np.zeros_like(query_rows))
 
     @property
     def delta_size(self) -> int:
@@ -132,7 +145,7 @@ class _TypeState:
 
     def needs_build(self) -> bool:
         if self.base is None:
-            return self.added_ids.shape[0] > 0
+            return bool(self.added_ids.shape[0] > 0)
         limit = max(_MIN_REBUILD, min(_MAX_DELTA, _DELTA_FRACTION * len(self.base)))
         return self.delta_size > limit
 
@@ -236,9 +249,7 @@ class Matcher:
                 hits = SearchHits(hits.query[keep], hits.ids[keep], hits.distance[keep])
             parts.append(hits)
         if ts.added_ids.shape[0]:
-            parts.append(
-                brute_force_search(ts.added_codes, ts.added_ids, queries, int(max_distance))
-            )
+            parts.append(ts.search_added(queries, int(max_distance)))
         return _merge(parts)
 
     def _current_state(self) -> _State:
@@ -283,6 +294,15 @@ class Matcher:
         return _State(version, mstat, types)
 
     def _load_type(self, hash_type: str, entry: Any, version: int) -> _TypeState:
+        state = self._load_type_arrays(hash_type, entry, version)
+        if hashtypes.get(hash_type).is_exact and state.added_ids.shape[0]:
+            exact: dict[bytes, list[int]] = {}
+            for entry_id, code in zip(state.added_ids.tolist(), state.added_codes, strict=True):
+                exact.setdefault(code.tobytes(), []).append(entry_id)
+            state = dataclasses.replace(state, exact=exact)
+        return state
+
+    def _load_type_arrays(self, hash_type: str, entry: Any, version: int) -> _TypeState:
         base: _Base | None = None
         base_file: str | None = None
         base_version = 0

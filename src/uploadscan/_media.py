@@ -31,6 +31,9 @@ from ._errors import (
 )
 from ._limits import Limits
 
+#: What every entry point accepts as an upload.
+MediaSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
+
 _CHUNK = 1 << 20
 _HEIF_HINT = "install the optional HEIF/AVIF support: pip install uploadscan[heif]"
 
@@ -62,14 +65,14 @@ class MediaInput:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_media(media: bytes | str | os.PathLike[str] | BinaryIO, limits: Limits) -> MediaInput:
+def read_media(media: MediaSource, limits: Limits) -> MediaInput:
     """Read an upload (bytes, a path, or a binary file object) and classify it."""
     data = read_bytes(media, limits.max_bytes)
     media_type = sniff(data)
     return MediaInput(data, media_type, _kind_of(data, media_type, limits))
 
 
-def read_bytes(media: bytes | str | os.PathLike[str] | BinaryIO, max_bytes: int) -> bytes:
+def read_bytes(media: MediaSource, max_bytes: int) -> bytes:
     """All bytes of ``media``, reading at most ``max_bytes + 1`` to detect an oversized upload."""
     if isinstance(media, bytes | bytearray | memoryview):
         data = bytes(media)

@@ -116,13 +116,63 @@ def _quality(buffer: Float64Array) -> int:
     return min(100, gradient_sum // 90)
 
 
-def _hash_from_buffer(buffer: Float64Array) -> tuple[str, int]:
-    quality = _quality(buffer)
-    coefficients = (_DCT @ buffer @ _DCT.T).ravel()
-    median = np.partition(coefficients, 127)[127]  # torben() over 256 values: the 128th smallest
+def _bits_hex(coefficients: Float64Array) -> str:
+    flat = coefficients.ravel()
+    median = np.partition(flat, 127)[127]  # torben() over 256 values: the 128th smallest
     # pdqhash lists bit 255 first; keep its hex so hashes interoperate with ThreatExchange.
-    bits = (coefficients > median)[::-1].astype(np.uint8)
-    return np.packbits(bits).tobytes().hex(), quality
+    bits = (flat > median)[::-1].astype(np.uint8)
+    return np.packbits(bits).tobytes().hex()
+
+
+def _dihedral(coefficients: Float64Array) -> tuple[Float64Array, ...]:
+    """The 16x16 DCT of the 8 rotations/mirrors, from sign flips and a transpose (reference
+    ``dct16OriginalTo*``): original, rot90, rot180, rot270, flip x, flip y, flip +1, flip -1."""
+    c = coefficients
+    odd = (np.arange(16) % 2).astype(np.float64)
+    sign_i = (2.0 * odd - 1.0)[:, None]  # +1 on odd rows, -1 on even rows
+    sign_j = (2.0 * odd - 1.0)[None, :]
+    checker = np.where((np.add.outer(np.arange(16), np.arange(16)) % 2) == 1, -1.0, 1.0)
+    return (
+        c,
+        (c * sign_j).T,
+        c * checker,
+        (c * sign_i).T,
+        c * sign_i,
+        c * sign_j,
+        c.T,
+        (c * checker).T,
+    )
+
+
+@lru_cache(maxsize=64)
+def _banded_axis(original: int, reduced: int) -> tuple[npt.NDArray[np.intp], Float32Array]:
+    """The axis matrix as (start column, weights) per output row: each row's kernel is a narrow
+    band, so applying it as shifted row sums costs a few hundred thousand multiply-adds and never
+    enters BLAS (whose spinning worker threads would slow the decoder that runs next)."""
+    matrix = _axis_matrix(original, reduced)
+    nonzero = matrix != 0
+    first = nonzero.argmax(axis=1)
+    last = reduced - 1 - nonzero[:, ::-1].argmax(axis=1)
+    band = int((last - first).max()) + 1
+    starts = np.minimum(first, reduced - band).astype(np.intp)
+    columns = starts[:, None] + np.arange(band)[None, :]
+    weights = np.take_along_axis(matrix, columns, axis=1)
+    return starts, np.ascontiguousarray(weights.T)  # (band, 64)
+
+
+def _coefficients(luma: Float32Array, original_size: tuple[int, int]) -> tuple[Float64Array, int]:
+    width, height = original_size
+    rows, cols = luma.shape
+    row_starts, row_weights = _banded_axis(height, rows)
+    col_starts, col_weights = _banded_axis(width, cols)
+    partial = np.zeros((64, cols), dtype=np.float32)
+    for offset, weights in enumerate(row_weights):
+        partial += weights[:, None] * luma[row_starts + offset]
+    buffer = np.zeros((64, 64), dtype=np.float64)
+    for offset, weights in enumerate(col_weights):
+        buffer += partial[:, col_starts + offset] * weights[None, :]
+    coefficients: Float64Array = _DCT @ buffer @ _DCT.T
+    return coefficients, _quality(buffer)
 
 
 def pdq_from_luma(luma: Float32Array, original_size: tuple[int, int]) -> tuple[str, int]:
@@ -130,16 +180,22 @@ def pdq_from_luma(luma: Float32Array, original_size: tuple[int, int]) -> tuple[s
 
     ``original_size`` is (width, height) of the full-resolution image.
     """
+    hashes, quality = pdq_variants_from_luma(luma, original_size, dihedral=False)
+    return hashes[0], quality
+
+
+def pdq_variants_from_luma(
+    luma: Float32Array, original_size: tuple[int, int], *, dihedral: bool = True
+) -> tuple[tuple[str, ...], int]:
+    """Like ``pdq_from_luma``; with ``dihedral`` also the hashes of the 7 rotated/mirrored
+    images (order: original, rot90, rot180, rot270, flip x, flip y, flip +1, flip -1)."""
     width, height = original_size
     if width < _MIN_HASHABLE_DIM or height < _MIN_HASHABLE_DIM:
-        return _EMPTY_HASH, 0
-    rows, cols = luma.shape
-    a_rows = _axis_matrix(height, rows)
-    a_cols = _axis_matrix(width, cols)
-    # Multiply the long axis away first: the cost is 64 x rows x cols either way, the
-    # intermediate is smaller.
-    buffer = (a_rows @ luma) @ a_cols.T if rows >= cols else a_rows @ (luma @ a_cols.T)
-    return _hash_from_buffer(buffer.astype(np.float64))
+        return (_EMPTY_HASH,) * (8 if dihedral else 1), 0
+    coefficients, quality = _coefficients(luma, original_size)
+    if not dihedral:
+        return (_bits_hex(coefficients),), quality
+    return tuple(_bits_hex(c) for c in _dihedral(coefficients)), quality
 
 
 def _luma_of(image: Image.Image) -> Float32Array:
@@ -165,10 +221,18 @@ def pdq_from_image(
     ``image`` may be a reduced decode (JPEG draft) of an original of ``original_size``
     (width, height); large images are shrunk further with ``Image.reduce`` before hashing.
     """
+    hashes, quality = pdq_variants_from_image(image, original_size=original_size, dihedral=False)
+    return hashes[0], quality
+
+
+def pdq_variants_from_image(
+    image: Image.Image, *, original_size: tuple[int, int] | None = None, dihedral: bool = True
+) -> tuple[tuple[str, ...], int]:
+    """``pdq_from_image`` plus, with ``dihedral``, the 7 rotated/mirrored variants."""
     size = original_size if original_size is not None else image.size
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")  # what the reference does, palette and alpha included
     factor = min(image.size) // REDUCE_MIN_SIDE
     if factor > 1:
         image = image.reduce(factor)
-    return pdq_from_luma(_luma_of(image), size)
+    return pdq_variants_from_luma(_luma_of(image), size, dihedral=dihedral)

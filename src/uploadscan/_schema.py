@@ -64,6 +64,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX entries_added ON entries (hash_type, added_version);
     CREATE INDEX entries_removed ON entries (hash_type, removed_version)
         WHERE removed_version IS NOT NULL;
+    CREATE INDEX entries_video ON entries (list_id, json_extract(extra, '$.video'))
+        WHERE extra IS NOT NULL;
 
     CREATE TABLE list_counts (
         list_id INTEGER NOT NULL REFERENCES lists (id),

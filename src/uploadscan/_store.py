@@ -18,21 +18,21 @@ to be correct under concurrency and crashes, and to let readers find out cheaply
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _audit, _batch, hashtypes
+from . import _audit, _batch, _entries
 from ._batch import WriteTxn
+from ._entries import DeltaUnavailableError
 from ._errors import (
     ConfigError,
     ListNotFoundError,
@@ -52,11 +52,6 @@ _BUSY_TIMEOUT_MS = 30_000
 
 
 _LIST_COLUMNS = "id, name, kind, source, settings, checkpoint, version, last_sync, created"
-
-
-class DeltaUnavailableError(StoreError):
-    """``changes()`` was asked for a range whose tombstones ``compact()`` already purged;
-    the caller must take a fresh ``snapshot()`` instead."""
 
 
 class Store:
@@ -154,6 +149,7 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: large batches stay in memory
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreCorruptError(
@@ -357,23 +353,7 @@ class Store:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         """Ids and codes (n, nbytes) of every entry of ``hash_type`` live at ``version``
         (default: now) across all lists, in id order."""
-        nbytes = hashtypes.get(hash_type).bits // 8
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            if version is None:
-                version = int(self._meta(conn, "version"))
-            else:
-                self._check_retained(conn, version)
-            rows = conn.execute(
-                # A scan in rowid order beats an index walk plus a sort for whole-type reads.
-                "SELECT id, value FROM entries NOT INDEXED WHERE hash_type = ? "
-                "AND added_version <= ? AND (removed_version IS NULL OR removed_version > ?)",
-                (hash_type, version, version),
-            ).fetchall()
-        finally:
-            conn.execute("COMMIT")
-        return _to_arrays(rows, nbytes)
+        return _entries.snapshot(self._conn(), self._path, hash_type, version)
 
     def changes(
         self, hash_type: str, since_version: int, upto_version: int
@@ -381,80 +361,23 @@ class Store:
         """What happened to ``hash_type`` between two versions: (added ids, added codes,
         removed ids). Entries both added and removed in the range appear in neither.
         ``DeltaUnavailableError`` if ``compact`` purged tombstones the range needs."""
-        nbytes = hashtypes.get(hash_type).bits // 8
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            self._check_retained(conn, since_version)
-            added = conn.execute(
-                "SELECT id, value FROM entries WHERE hash_type = ? AND added_version > ? "
-                "AND added_version <= ? AND (removed_version IS NULL OR removed_version > ?) "
-                "ORDER BY id",
-                (hash_type, since_version, upto_version, upto_version),
-            ).fetchall()
-            removed = conn.execute(
-                "SELECT id FROM entries WHERE hash_type = ? AND removed_version > ? "
-                "AND removed_version <= ? AND added_version <= ? ORDER BY id",
-                (hash_type, since_version, upto_version, since_version),
-            ).fetchall()
-        finally:
-            conn.execute("COMMIT")
-        ids, codes = _to_arrays(added, nbytes)
-        return ids, codes, np.array([r[0] for r in removed], dtype=np.int64)
+        return _entries.changes(self._conn(), self._path, hash_type, since_version, upto_version)
 
-    def _check_retained(self, conn: sqlite3.Connection, since: int) -> None:
-        horizon = int(self._meta(conn, "compacted_before"))
-        if since < horizon - 1:
-            raise DeltaUnavailableError(
-                f"store {self._path}: changes since version {since} were compacted "
-                f"(history kept from version {horizon - 1})"
-            )
-
-    def entries(self, ids: Sequence[int] | Iterable[int]) -> dict[int, Entry]:
+    def entries(self, ids: Iterable[int]) -> dict[int, Entry]:
         """Live entries by id; ids of removed or unknown entries are simply absent."""
-        wanted = sorted({int(i) for i in ids})
-        out: dict[int, Entry] = {}
-        conn = self._conn()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN lists l ON l.id = e.list_id "
-                f"WHERE e.id IN ({marks}) AND e.removed_version IS NULL",
-                chunk,
-            ):
-                entry = _entry(row)
-                out[entry.id] = entry
-        return out
+        return _entries.by_id(self._conn(), ids)
 
     def list_entries(
         self, name: str, hash_type: str | None = None, limit: int | None = None
     ) -> Iterator[Entry]:
         """Live entries of one list in id order, read page by page (no long-held cursor)."""
         list_id = self._list_id(name)
-        type_clause = " AND e.hash_type = ?" if hash_type is not None else ""
-        last, remaining = 0, limit if limit is not None else -1
-        while remaining != 0:
-            page = 1000 if remaining < 0 else min(1000, remaining)
-            args: list[Any] = [list_id, last]
-            if hash_type is not None:
-                args.append(hash_type)
-            rows = (
-                self._conn()
-                .execute(
-                    f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN lists l ON l.id = e.list_id "
-                    f"WHERE e.list_id = ? AND e.removed_version IS NULL AND e.id > ?"
-                    f"{type_clause} ORDER BY e.id LIMIT {page}",
-                    args,
-                )
-                .fetchall()
-            )
-            if not rows:
-                return
-            for row in rows:
-                yield _entry(row)
-            last = rows[-1][0]
-            remaining = remaining - len(rows) if remaining > 0 else remaining
+        return _entries.of_list(self._conn, list_id, hash_type, limit)
+
+    def video_frames(self, list_name: str, video: str) -> list[Entry]:
+        """Live entries of ``list_name`` whose ``extra["video"]`` is ``video`` (the listed
+        frames of one video), by ``extra["timestamp"]`` then id."""
+        return _entries.video_frames(self._conn(), self._list_id(list_name), video)
 
     def _list_id(self, name: str) -> int:
         row = (
@@ -500,9 +423,6 @@ class Store:
         return _audit.purge_decisions(self._conn(), older_than)
 
 
-_ENTRY_COLUMNS = "e.id, l.name, e.hash_type, e.value, e.labels, e.external_id, e.added, e.extra"
-
-
 def _check_header(path: Path) -> None:
     try:
         with path.open("rb") as f:
@@ -518,25 +438,3 @@ def _check_header(path: Path) -> None:
             f"store {path} is not an SQLite database (damaged or a different file); "
             "move it aside and sync again"
         )
-
-
-def _to_arrays(
-    rows: list[tuple[int, bytes]], nbytes: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, nbytes)
-    return ids, codes
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    entry_id, list_name, hash_type, value, labels, external_id, added, extra = row
-    return Entry(
-        id=entry_id,
-        list_name=list_name,
-        hash_type=hash_type,
-        value=hashtypes.get(hash_type).from_bytes(value),
-        labels=tuple(json.loads(labels)),
-        external_id=external_id,
-        added=added,
-        extra=None if extra is None else json.loads(extra),
-    )

@@ -1,0 +1,80 @@
+"""Animated GIF, WebP and PNG: hash the frame on screen at each tick, like a video's.
+
+Pillow composites animation frames the way browsers show them (disposal, blending, partial
+frames), which FFmpeg's decoders only partly do, so animations are decoded here rather than with
+PyAV. Compositing needs every frame decoded, so ``max_frames`` bounds the frame count up front.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ._errors import MediaTooLargeError
+from ._frames import FrameCollector, VideoHashes, rgb_luma
+from ._limits import Limits
+from ._media import check_deadline, check_pixels, decode_errors, open_image
+
+_MIN_GIF_DELAY = 0.02  # browsers show shorter GIF delays as 0.1 s
+_DEFAULT_GIF_DELAY = 0.1
+
+
+def hash_animation(
+    data: bytes,
+    media_type: str,
+    limits: Limits,
+    interval: float,
+    dihedral: bool,
+    trim: bool,
+    started: float,
+) -> VideoHashes:
+    """Hash the frame on screen at each ``interval`` tick (and the first frame)."""
+    image = open_image(data, media_type, limits)
+    collector = FrameCollector(dihedral=dihedral, trim=trim)
+    decoded = 0
+    now = 0.0
+    with decode_errors(media_type):
+        count = int(getattr(image, "n_frames", 1))
+        if count > limits.max_frames:
+            raise MediaTooLargeError(
+                f"{media_type}: {count} frames, over max_frames={limits.max_frames}",
+                media_type=media_type,
+                limit="max_frames",
+            )
+        next_tick = 0.0
+        for index in range(count):
+            image.seek(index)
+            decoded += 1
+            check_deadline(started, limits, media_type, "animation decoding")
+            check_pixels(image.size, media_type, limits)
+            delay = _frame_delay(image, media_type)
+            if now + delay > next_tick or index == 0:
+                rgb = np.asarray(image.convert("RGB"))
+                collector.add(round(now, 6), rgb_luma(rgb))
+                while next_tick < now + delay:
+                    next_tick += interval
+            now += delay
+            if now > limits.max_duration_seconds:
+                raise MediaTooLargeError(
+                    f"{media_type}: runs for over max_duration_seconds="
+                    f"{limits.max_duration_seconds}",
+                    media_type=media_type,
+                    limit="max_duration_seconds",
+                )
+    return VideoHashes(
+        frames=tuple(collector.frames),
+        duration=now,
+        width=image.size[0],
+        height=image.size[1],
+        frames_decoded=decoded,
+        variants=tuple(collector.variants),
+    )
+
+
+def _frame_delay(image: Image.Image, media_type: str) -> float:
+    """Seconds the current frame is shown (browsers' rule for tiny GIF delays)."""
+    raw = image.info.get("duration")
+    seconds = float(raw) / 1000.0 if isinstance(raw, int | float) and raw > 0 else 0.0
+    if media_type == "image/gif" and seconds < _MIN_GIF_DELAY:
+        return _DEFAULT_GIF_DELAY
+    return seconds if seconds > 0 else _DEFAULT_GIF_DELAY

@@ -1,0 +1,204 @@
+"""From decoded video frames to the PDQ hashes we keep: luma, border trimming, dedup, quality.
+
+Shared by the video decoder (``_video``) and the animated-image path. Everything here works on
+the luma plane, because PDQ only looks at luma (0.299 R + 0.587 G + 0.114 B): for 8-bit YUV
+frames that is the Y plane rescaled from video range, which saves the colour conversion the
+reference pipeline pays for on every frame.
+
+Letterbox and pillarbox bars: hash lists are made by vPDQ from frames as decoded, bars included.
+An upload that adds bars to a listed video therefore only matches after trimming them, and an
+upload of a listed video that had bars only matches untrimmed. So when a frame has a uniform
+border we emit both hashes at the same timestamp (untrimmed first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _pdq
+from ._result import FrameHash
+from ._vpdq import DEFAULT_MAX_SPAN, MIN_QUALITY
+
+Luma = npt.NDArray[np.float32]
+
+#: Frames whose PDQ differs from the last kept frame by at most this many bits are duplicates.
+DEDUP_DISTANCE = 6
+#: A border must be at least this share of the dimension (each side) to be trimmed.
+_MIN_BORDER_SHARE = 0.02
+#: ... and leave at least this share of the frame.
+_MIN_CONTENT_SHARE = 0.4
+_ROW_STD = 6.0  # a border row/column is near-constant ...
+_ROW_DELTA = 8.0  # ... close to the outermost row's level ...
+_DARK = 40.0  # ... and either dark (classic black bars)
+_FLAT_STD = 2.0  # or perfectly flat (a padded colour)
+_SAMPLE = 4  # border detection looks at every 4th pixel along each row/column
+
+
+def _edge_run(lines: Luma) -> int:
+    """How many leading rows of ``lines`` (n, m) form a uniform border."""
+    if lines.shape[0] == 0:
+        return 0
+    means = lines.mean(axis=1)
+    stds = lines.std(axis=1)
+    level = float(means[0])
+    flat = bool(stds[0] <= _FLAT_STD)
+    if not (level <= _DARK or flat):
+        return 0
+    ok = (stds <= _ROW_STD) & (np.abs(means - level) <= _ROW_DELTA)
+    bad = np.flatnonzero(~ok)
+    return int(bad[0]) if bad.size else int(lines.shape[0])
+
+
+def content_box(luma: Luma) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the picture inside uniform bars, or None if no bars."""
+    height, width = luma.shape
+    rows = luma[:, ::_SAMPLE]
+    cols = luma[::_SAMPLE, :].T
+    top = _edge_run(rows)
+    bottom = height - _edge_run(rows[::-1])
+    left = _edge_run(cols)
+    right = width - _edge_run(cols[::-1])
+    if bottom - top < _MIN_CONTENT_SHARE * height or right - left < _MIN_CONTENT_SHARE * width:
+        return None  # a mostly uniform frame (a fade, a title card): nothing to trim to
+    vertical = max(top, height - bottom) >= _MIN_BORDER_SHARE * height
+    horizontal = max(left, width - right) >= _MIN_BORDER_SHARE * width
+    if not (vertical or horizontal):
+        return None
+    if not vertical:
+        top, bottom = 0, height
+    if not horizontal:
+        left, right = 0, width
+    return top, bottom, left, right
+
+
+def block_mean(luma: Luma, factor: int) -> Luma:
+    """Mean over ``factor`` x ``factor`` blocks, partial edge blocks averaged over their pixels
+    (what ``Image.reduce`` does, and what ``_pdq.pdq_from_luma`` expects of a reduced plane)."""
+    height, width = luma.shape
+    rows = np.add.reduceat(luma, np.arange(0, height, factor), axis=0)
+    both = np.add.reduceat(rows, np.arange(0, width, factor), axis=1)
+    row_counts = np.minimum(factor, height - np.arange(0, height, factor)).astype(np.float32)
+    col_counts = np.minimum(factor, width - np.arange(0, width, factor)).astype(np.float32)
+    out: Luma = (both / np.outer(row_counts, col_counts)).astype(np.float32)
+    return out
+
+
+def hash_luma(luma: Luma, *, dihedral: bool) -> tuple[tuple[str, ...], int]:
+    """PDQ (and its dihedral variants) of a full-resolution luma plane.
+
+    Large planes are block-averaged first, as ``_pdq`` does for still images; the PDQ operator
+    is computed from the original size, so the result stays the reference algorithm's.
+    """
+    height, width = luma.shape
+    factor = min(height, width) // _pdq.REDUCE_MIN_SIDE
+    reduced = block_mean(luma, factor) if factor > 1 else luma
+    return _pdq.pdq_variants_from_luma(reduced, (width, height), dihedral=dihedral)
+
+
+def _hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+@dataclass
+class FrameCollector:
+    """Hashes selected frames and keeps the ones worth looking up.
+
+    Drops frames of quality < 50 (they match everything) and frames within
+    ``DEDUP_DISTANCE`` bits of the last kept one, unless that one is ``DEFAULT_MAX_SPAN``
+    seconds old: a listed frame stands for at most that much time, so keeping one that often
+    lets our own output serve as a list without holes in its time coverage.
+    """
+
+    dihedral: bool = False
+    trim: bool = True
+    frames: list[FrameHash] = field(default_factory=list)
+    variants: list[tuple[str, ...]] = field(default_factory=list)
+    _last: dict[bool, tuple[float, str]] = field(default_factory=dict)
+
+    def add(self, timestamp: float, luma: Luma) -> None:
+        self._add(timestamp, luma, trimmed=False)
+        if self.trim:
+            box = content_box(luma)
+            if box is not None:
+                top, bottom, left, right = box
+                self._add(timestamp, luma[top:bottom, left:right], trimmed=True)
+
+    def _add(self, timestamp: float, luma: Luma, *, trimmed: bool) -> None:
+        hashes, quality = hash_luma(luma, dihedral=self.dihedral)
+        if quality < MIN_QUALITY:
+            return
+        last = self._last.get(trimmed)
+        if (
+            last is not None
+            and timestamp - last[0] < DEFAULT_MAX_SPAN
+            and _hamming(last[1], hashes[0]) <= DEDUP_DISTANCE
+        ):
+            return
+        self._last[trimmed] = (timestamp, hashes[0])
+        self.frames.append(FrameHash(timestamp=timestamp, pdq=hashes[0], quality=quality))
+        if self.dihedral:
+            self.variants.append(hashes)
+
+    def merge(self, other: FrameCollector) -> None:
+        """Append a later chunk's frames (chunks are hashed in parallel, in time order)."""
+        self.frames.extend(other.frames)
+        self.variants.extend(other.variants)
+
+
+def rgb_luma(rgb: npt.NDArray[np.uint8]) -> Luma:
+    """PDQ's luma of an (H, W, 3) RGB array."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    out: Luma = rgb[..., :3].astype(np.float32) @ weights
+    return out
+
+
+#: 8-bit formats whose first plane is luma (Y), so PDQ can read it without colour conversion.
+_Y_PLANE_FORMATS = frozenset(
+    {
+        "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+        "yuv440p", "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "nv16", "gray",
+    }
+)  # fmt: skip
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
+def frame_luma(frame: Any) -> Luma:
+    """PDQ luma (0..255, float32) of a decoded ``av.VideoFrame``.
+
+    For 8-bit YUV the Y plane is the luma PDQ computes from RGB (BT.601 weights), up to the
+    video-range scaling undone here and clipping of saturated colours.
+    """
+    if frame.format.name in _Y_PLANE_FORMATS:
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        y = rows[: frame.height, : frame.width].astype(np.float32)
+        if frame.format.name.startswith("yuvj") or frame.format.name == "gray":
+            return y
+        if frame.color_range == _FULL_RANGE:
+            return y
+        y -= 16.0
+        y *= 255.0 / 219.0
+        out: Luma = np.clip(y, 0.0, 255.0, out=y)
+        return out
+    return rgb_luma(frame.to_ndarray(format="rgb24"))
+
+
+@dataclass(frozen=True, slots=True)
+class VideoHashes:
+    """The kept frame hashes of one video, in time order.
+
+    ``variants``: with ``dihedral=True``, one tuple per frame with the PDQ of the frame and its
+    7 rotations/mirrors (``_pdq`` order: original, rot90, rot180, rot270, flip x, flip y,
+    flip +1, flip -1). ``frames_decoded`` counts every frame the decoder produced.
+    """
+
+    frames: tuple[FrameHash, ...]
+    duration: float | None
+    width: int | None
+    height: int | None
+    frames_decoded: int
+    variants: tuple[tuple[str, ...], ...] = ()

@@ -1,0 +1,118 @@
+"""``uploadscan serve``: run the HTTP sidecar (see docs/serve.md).
+
+Binds to 127.0.0.1 by default; any other address needs a token (``--token`` or, better, since
+command lines are visible to other local users, ``$UPLOADSCAN_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+TOKEN_ENV = "UPLOADSCAN_TOKEN"
+
+
+def register(subparsers: Any) -> None:
+    from . import add_home_argument
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP service (POST /v1/scan, /v1/lookup; pict-rs and HMA compatible)",
+        description="Run uploadscan as a local HTTP service for platforms in any language.",
+    )
+    add_home_argument(parser)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV}); "
+        "mandatory when binding to a non-loopback address",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=64.0,
+        help="largest accepted upload in MiB (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=32,
+        help="requests in progress at once before answering 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scan-threads",
+        type=int,
+        default=None,
+        help="scans running at once (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to receive and scan one request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--refusal-status",
+        type=int,
+        default=451,
+        help="status for uploads the pict-rs endpoint refuses (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--refuse-review",
+        action="store_true",
+        help="pict-rs endpoint: refuse uploads that go to review too (default: accept them)",
+    )
+    parser.add_argument(
+        "--fail-mode",
+        choices=("allow", "review", "block"),
+        default=None,
+        help="action when an upload cannot be hashed or a list is stale (default: review)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="log level (default: %(default)s)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from .._errors import ConfigError
+    from ..serve import serve
+
+    if args.max_body_mb <= 0:
+        raise ConfigError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    scanner_options: dict[str, Any] = {}
+    if args.fail_mode:
+        scanner_options["fail_mode"] = args.fail_mode
+    serve(
+        args.home,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        token=token,
+        log_level=args.log_level,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_concurrency=args.max_concurrency,
+        scan_threads=args.scan_threads,
+        request_timeout=args.timeout,
+        refusal_status=args.refusal_status,
+        review_accepts=not args.refuse_review,
+        scanner_options=scanner_options,
+    )
+    return 0

@@ -1,0 +1,433 @@
+"""The sidecar's ASGI app: uploadscan over HTTP for platforms not written in Python.
+
+Every request that touches the scanner goes through the same gate, in this order: bearer token
+(constant-time compare), admission (at most ``max_concurrency`` requests holding a body; the
+next one gets 503 + ``Retry-After`` at once rather than queueing without bound), the body read
+under a byte limit while it streams, then the scan in a worker thread (hashing and the index
+are CPU-bound and blocking; the event loop must stay free for health checks), all under one
+deadline. An admitted request's slot is only freed when its scan thread has finished, even if
+the client gave up or the deadline passed, so the memory and CPU bounds hold under abuse.
+
+Nothing of the upload is logged or kept by the service: log lines carry the route, status,
+action and time; the audit log the scanner writes holds hashes and the decision, not content.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import hashtypes
+from .._errors import UploadScanError
+from .._scanner import Scanner
+from .._verdict import Action, Verdict
+from ._body import RequestError, read_body, read_json, read_upload
+from ._hma import hma_response, parse_hma_query
+from ._metrics import CONTENT_TYPE, Metrics
+from ._openapi import openapi_spec
+from ._settings import ServeSettings
+
+__all__ = ["app_from_env", "create_app", "create_app_from_settings"]
+
+log = logging.getLogger("uploadscan.serve")
+
+#: Lookup bodies are a few hashes; a megabyte is already generous.
+MAX_JSON_BYTES = 1 << 20
+MAX_LOOKUP_VALUES = 10_000
+
+T = TypeVar("T")
+Handler = Callable[[Request, "_Call"], Awaitable[Response]]
+
+
+class _Admission:
+    """A non-blocking counting semaphore usable from both the event loop and worker threads."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._used >= self._limit:
+                return False
+            self._used += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._used -= 1
+
+
+class _Ticket:
+    """One admitted request's slot, released exactly once: by the request if its scan never
+    started, otherwise by the scan thread when it ends (even if the request was abandoned)."""
+
+    def __init__(self, admission: _Admission) -> None:
+        self._admission = admission
+        self._lock = threading.Lock()
+        self._state = "held"  # held -> running -> released, or held -> released
+
+    def start(self) -> bool:
+        with self._lock:
+            if self._state != "held":
+                return False
+            self._state = "running"
+            return True
+
+    def finish(self) -> None:
+        with self._lock:
+            self._state = "released"
+            self._admission.release()
+
+    def release_unless_running(self) -> None:
+        with self._lock:
+            if self._state == "held":
+                self._state = "released"
+                self._admission.release()
+
+
+class _Call:
+    """Per-request state the gate and the handler share."""
+
+    __slots__ = ("phase", "ticket")
+
+    def __init__(self) -> None:
+        self.ticket: _Ticket | None = None
+        self.phase = "receiving"
+
+
+class _Service:
+    def __init__(self, settings: ServeSettings, scanner: Scanner) -> None:
+        self.settings = settings
+        self.scanner = scanner
+        self.metrics = Metrics()
+        self._token = settings.token.encode() if settings.token is not None else None
+        self._admission = _Admission(settings.max_concurrency)
+        self._limiter = anyio.CapacityLimiter(settings.threads)
+        self._spec = openapi_spec(refusal_status=settings.refusal_status)
+
+    # ------------------------------------------------------------------ the gate
+
+    def endpoint(
+        self,
+        route: str,
+        handler: Handler,
+        *,
+        auth: bool = True,
+        admit: bool = False,
+        query_token: bool = False,
+        hma_errors: bool = False,
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            self.metrics.request_started()
+            call = _Call()
+            response: Response | None = None
+            try:
+                if auth:
+                    self._check_auth(request, query_token)
+                if admit:
+                    call.ticket = self._admit()
+                try:
+                    with anyio.fail_after(self.settings.request_timeout):
+                        response = await handler(request, call)
+                except TimeoutError:
+                    raise self._timeout_error(call) from None
+            except RequestError as exc:
+                if exc.status in (401, 408, 413, 503):
+                    self.metrics.rejected(exc.code)
+                response = _error(exc, hma_errors)
+            except UploadScanError as exc:  # the store or index is unusable right now
+                log.error("%s %s: %s: %s", request.method, route, type(exc).__name__, exc)
+                response = _error(
+                    RequestError(503, "unavailable", f"{type(exc).__name__}: {exc}"), hma_errors
+                )
+            except Exception:
+                log.exception("%s %s failed", request.method, route)
+                response = _error(RequestError(500, "internal", "internal error"), hma_errors)
+            finally:
+                if call.ticket is not None:
+                    call.ticket.release_unless_running()
+                elapsed = time.perf_counter() - started
+                status = response.status_code if response is not None else 500
+                self.metrics.request_finished(route, status, elapsed)
+                log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000.0)
+            return response
+
+        return endpoint
+
+    def _check_auth(self, request: Request, query_token: bool) -> None:
+        if self._token is None:
+            return
+        supplied: str | None = None
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            supplied = value.strip()
+        elif query_token:
+            supplied = request.query_params.get("token")
+        if supplied is None:
+            raise RequestError(
+                401,
+                "unauthorized",
+                "this service requires 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer realm="uploadscan"'},
+            )
+        if not hmac.compare_digest(supplied.encode(), self._token):
+            raise RequestError(
+                401,
+                "unauthorized",
+                "the bearer token is not valid",
+                {"WWW-Authenticate": 'Bearer realm="uploadscan", error="invalid_token"'},
+            )
+
+    def _admit(self) -> _Ticket:
+        if not self._admission.try_acquire():
+            raise RequestError(
+                503,
+                "saturated",
+                f"all {self.settings.max_concurrency} request slots are busy; retry shortly",
+                {"Retry-After": "1"},
+            )
+        return _Ticket(self._admission)
+
+    def _timeout_error(self, call: _Call) -> RequestError:
+        limit = self.settings.request_timeout
+        if call.phase == "receiving":
+            return RequestError(408, "timeout", f"the request body took longer than {limit:g} s")
+        return RequestError(
+            503, "timeout", f"the scan took longer than {limit:g} s", {"Retry-After": "5"}
+        )
+
+    async def run(self, call: _Call, fn: Callable[[], T]) -> T:
+        """Run blocking scanner work in a worker thread; the thread owns the ticket from then."""
+        call.phase = "scanning"
+        ticket = call.ticket
+
+        def work() -> T:
+            if ticket is not None and not ticket.start():
+                raise RequestError(503, "timeout", "the request ended before its scan started")
+            try:
+                return fn()
+            finally:
+                if ticket is not None:
+                    ticket.finish()
+
+        return await anyio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
+
+    def _verdict(self, route: str, verdict: Verdict) -> None:
+        self.metrics.verdict(route, verdict.action.value, [e.type for e in verdict.errors])
+
+    # ------------------------------------------------------------------ handlers
+
+    async def scan(self, request: Request, call: _Call) -> Response:
+        data, filename = await read_upload(request, self.settings.max_body_bytes)
+        verdict = await self.run(call, lambda: self.scanner.scan(data, filename=filename))
+        self._verdict("scan", verdict)
+        return JSONResponse(verdict.to_dict())
+
+    async def lookup(self, request: Request, call: _Call) -> Response:
+        hashes = _lookup_body(await read_json(request, MAX_JSON_BYTES))
+        verdict = await self.run(call, lambda: self.scanner.lookup(hashes))
+        self._verdict("lookup", verdict)
+        return JSONResponse(verdict.to_dict())
+
+    async def pictrs(self, request: Request, call: _Call) -> Response:
+        # pict-rs `[media] external_validation = "<url>"` (pict-rs >= 0.4.3, release notes
+        # releases/0.4.3.md): after ingest it POSTs each upload's bytes, with Content-Type set
+        # to the media type, and keeps the upload only if the answer is 2XX.
+        data = await read_body(request, self.settings.max_body_bytes)
+        if not data:
+            raise RequestError(400, "empty_body", "the upload is empty; send the file's bytes")
+        verdict = await self.run(call, lambda: self.scanner.scan(data))
+        self._verdict("pictrs", verdict)
+        action = verdict.action
+        if action is Action.BLOCK or (action is Action.REVIEW and not self.settings.review_accepts):
+            reason = ", ".join(verdict.reasons) or f"the upload was classified {action.value}"
+            body = {
+                "error": "blocked" if action is Action.BLOCK else "review",
+                "message": f"upload refused: {reason}",
+                "verdict": verdict.to_dict(),
+            }
+            return JSONResponse(body, status_code=self.settings.refusal_status)
+        return JSONResponse(verdict.to_dict())
+
+    async def hma_lookup(self, request: Request, call: _Call) -> Response:
+        query = parse_hma_query(request.query_params)
+        verdict = await self.run(call, lambda: self.scanner.lookup({query.hash_type: query.value}))
+        self._verdict("hma", verdict)
+        return JSONResponse(hma_response(query, verdict))
+
+    async def health(self, request: Request, call: _Call) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request, call: _Call) -> Response:
+        store = self.scanner.store
+
+        def read() -> tuple[int, list[Any]]:
+            return store.version(), self.scanner.lists()
+
+        version, lists = await anyio.to_thread.run_sync(read, limiter=self._limiter)
+        now = time.time()
+        stale: list[str] = []
+        shown = []
+        for hl in lists:
+            age = None if hl.last_sync is None else max(0.0, now - hl.last_sync)
+            max_age = hl.settings.max_age_seconds
+            is_stale = max_age is not None and (age is None or age > max_age)
+            if is_stale:
+                stale.append(hl.name)
+            shown.append(
+                {
+                    "name": hl.name,
+                    "kind": hl.kind.value,
+                    "version": hl.version,
+                    "entry_count": hl.entry_count,
+                    "last_sync": hl.last_sync,
+                    "age_seconds": None if age is None else round(age, 3),
+                    "max_age_seconds": max_age,
+                    "stale": is_stale,
+                }
+            )
+        body: dict[str, Any] = {
+            "status": "stale" if stale else "ready",
+            "store_version": version,
+            "lists": shown,
+            "stale_lists": stale,
+            "warnings": [] if lists else ["no hash lists are configured: every upload is allowed"],
+        }
+        return JSONResponse(body, status_code=503 if stale else 200)
+
+    async def metrics_text(self, request: Request, call: _Call) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(self, request: Request, call: _Call) -> Response:
+        return JSONResponse(self._spec)
+
+
+def _lookup_body(body: Any) -> dict[str, str | list[str]]:
+    """Check the ``/v1/lookup`` body's shape and every value before any thread is used."""
+    if not isinstance(body, dict) or not body:
+        raise RequestError(
+            400,
+            "bad_request",
+            'send a JSON object from hash type to a value or a list of values: {"pdq": "..."}',
+        )
+    out: dict[str, str | list[str]] = {}
+    count = 0
+    for name, values in body.items():
+        if name not in hashtypes.names():
+            known = ", ".join(sorted(hashtypes.names()))
+            raise RequestError(
+                400, "unknown_hash_type", f"unknown hash type {name!r}; known types: {known}"
+            )
+        items = [values] if isinstance(values, str) else values
+        if not isinstance(items, list) or not items:
+            raise RequestError(
+                400, "invalid_hash", f"{name}: expected a hash string or a non-empty list of them"
+            )
+        count += len(items)
+        if count > MAX_LOOKUP_VALUES:
+            raise RequestError(
+                413, "too_many_hashes", f"at most {MAX_LOOKUP_VALUES} hashes per lookup"
+            )
+        hash_type = hashtypes.get(name)
+        for item in items:
+            try:
+                hash_type.validate(item)
+            except ValueError as exc:
+                raise RequestError(400, "invalid_hash", str(exc)) from None
+        out[name] = values
+    return out
+
+
+def _error(exc: RequestError, hma: bool) -> JSONResponse:
+    body = {"message": exc.message} if hma else {"error": exc.code, "message": exc.message}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+def create_app_from_settings(settings: ServeSettings) -> Starlette:
+    """Open the scanner for ``settings.home`` and build the app; the app closes it on shutdown."""
+    scanner = Scanner.open(settings.home_path, **settings.scanner_kwargs())
+    service = _Service(settings, scanner)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            scanner.close()
+
+    ep = service.endpoint
+    routes = [
+        Route("/health", ep("/health", service.health, auth=False), methods=["GET"]),
+        Route("/ready", ep("/ready", service.ready), methods=["GET"]),
+        Route("/metrics", ep("/metrics", service.metrics_text), methods=["GET"]),
+        Route("/openapi.json", ep("/openapi.json", service.openapi), methods=["GET"]),
+        Route("/v1/scan", ep("/v1/scan", service.scan, admit=True), methods=["POST"]),
+        Route("/v1/lookup", ep("/v1/lookup", service.lookup, admit=True), methods=["POST"]),
+        Route(
+            "/v1/pictrs/validate",
+            ep("/v1/pictrs/validate", service.pictrs, admit=True, query_token=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/m/lookup",
+            ep("/m/lookup", service.hma_lookup, admit=True, query_token=True, hma_errors=True),
+            methods=["GET"],
+        ),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = service
+    return app
+
+
+def create_app(
+    home: str | Any,
+    *,
+    token: str | None = None,
+    max_body_bytes: int | None = None,
+    max_concurrency: int | None = None,
+    scan_threads: int | None = None,
+    request_timeout: float | None = None,
+    refusal_status: int = 451,
+    review_accepts: bool = True,
+    **scanner_options: Any,
+) -> Starlette:
+    """The ASGI app serving the data directory ``home``.
+
+    Options are those of ``ServeSettings``; any other keyword goes to ``Scanner``
+    (``fail_mode``, ``limits``, ``dihedral``, ``audit``, ``match_images_in_video``).
+    """
+    given: Mapping[str, Any] = {
+        "max_body_bytes": max_body_bytes,
+        "max_concurrency": max_concurrency,
+        "request_timeout": request_timeout,
+    }
+    settings = ServeSettings(
+        home=str(home),
+        token=token,
+        scan_threads=scan_threads,
+        refusal_status=refusal_status,
+        review_accepts=review_accepts,
+        scanner_options=dict(scanner_options),
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    return create_app_from_settings(settings)
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory``: settings from ``$UPLOADSCAN_SERVE_CONFIG``."""
+    return create_app_from_settings(ServeSettings.from_env())

@@ -1,0 +1,86 @@
+"""Running the sidecar under uvicorn, refusing configurations that would expose it unprotected.
+
+The service is safe by default: it binds to loopback, and it will not start on any other
+address without a bearer token, because anyone who can reach it could otherwise probe the hash
+lists. Several workers share one data directory (the store serialises writers and every worker
+maps the same index files); uvicorn starts them as fresh processes that import the app factory
+by name, so the settings travel in ``$UPLOADSCAN_SERVE_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from typing import Any
+
+from .._errors import ConfigError
+from .._scanner import Scanner
+from ._settings import ENV_CONFIG, ServeSettings
+
+__all__ = ["check_bind", "is_loopback", "serve"]
+
+log = logging.getLogger("uploadscan.serve")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback literals (127.0.0.0/8, ::1); anything else —
+    including ``0.0.0.0`` and host names, which may resolve anywhere — counts as exposed."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to listen on {host} without a token: anyone who can reach it could "
+            "query the hash lists. Set --token or UPLOADSCAN_TOKEN, or bind to 127.0.0.1 "
+            "behind a reverse proxy"
+        )
+
+
+def serve(
+    home: str | os.PathLike[str] | None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    token: str | None = None,
+    *,
+    log_level: str = "info",
+    **settings: Any,
+) -> None:
+    """Serve ``home`` until interrupted. ``settings`` are the other ``ServeSettings`` fields."""
+    import uvicorn
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    check_bind(host, token)
+    # Resolve the home here so every worker opens the same directory, and open it once
+    # before forking so a bad directory fails now, with one clear error.
+    with Scanner.open(home) as scanner:
+        resolved = str(scanner.home)
+    config = ServeSettings(home=resolved, token=token, **settings)
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        # The access log would print query strings (hashes, a pict-rs token); the app logs
+        # method, route, status and time instead.
+        "access_log": False,
+        "server_header": False,
+        # Connections beyond the admission limit get uvicorn's own 503 before any body is read.
+        "limit_concurrency": max(256, 4 * config.max_concurrency),
+        "timeout_keep_alive": 5,
+    }
+    log.info("uploadscan serving %s on %s:%d with %d worker(s)", resolved, host, port, workers)
+    if workers == 1:
+        from ._app import create_app_from_settings
+
+        uvicorn.run(create_app_from_settings(config), **common)
+        return
+    os.environ[ENV_CONFIG] = config.to_json()
+    uvicorn.run("uploadscan.serve._app:app_from_env", factory=True, workers=workers, **common)

@@ -1,0 +1,134 @@
+"""The service's settings, validated once and passable to worker processes as JSON.
+
+``uvicorn --workers N`` starts fresh processes that import the app factory by name, so the
+settings cannot be handed over as Python objects; they travel in one environment variable
+(``UPLOADSCAN_SERVE_CONFIG``) as JSON and are validated again on the other side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigError
+from .._limits import Limits
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "ENV_CONFIG",
+    "ServeSettings",
+]
+
+ENV_CONFIG = "UPLOADSCAN_SERVE_CONFIG"
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+DEFAULT_MAX_CONCURRENCY = 32
+DEFAULT_REQUEST_TIMEOUT = 60.0
+
+#: Scanner options the service accepts; ``strict`` is not one: bad media belongs in the verdict.
+_SCANNER_OPTIONS = frozenset({"limits", "fail_mode", "dihedral", "audit", "match_images_in_video"})
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything ``create_app`` needs.
+
+    - ``max_body_bytes``: largest request body; larger ones get 413 while still streaming.
+    - ``max_concurrency``: requests that may hold an upload in memory at once; one more gets
+      503 with ``Retry-After`` (memory stays below ``max_concurrency * max_body_bytes``).
+    - ``scan_threads``: scans running at once (default: the CPU count); admitted requests
+      beyond it wait their turn.
+    - ``request_timeout``: seconds for receiving the body and scanning it.
+    - ``refusal_status``: the status the pict-rs endpoint answers for a refused upload.
+    - ``review_accepts``: whether that endpoint accepts uploads that go to review.
+    - ``scanner_options``: keyword arguments for ``Scanner`` (``limits`` as a dict or
+      ``Limits``, ``fail_mode``, ``dihedral``, ``audit``, ``match_images_in_video``).
+    """
+
+    home: str
+    token: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    scan_threads: int | None = None
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    refusal_status: int = 451
+    review_accepts: bool = True
+    scanner_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive_int("max_body_bytes", self.max_body_bytes)
+        _positive_int("max_concurrency", self.max_concurrency)
+        if self.scan_threads is not None:
+            _positive_int("scan_threads", self.scan_threads)
+        if (
+            isinstance(self.request_timeout, bool)
+            or not isinstance(self.request_timeout, int | float)
+            or not self.request_timeout > 0
+        ):
+            raise ConfigError(f"request_timeout must be > 0 seconds, got {self.request_timeout!r}")
+        status = self.refusal_status
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ConfigError(
+                f"refusal_status must be an HTTP error status (400-599), got {status!r}"
+            )
+        if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
+            raise ConfigError("the token must be a non-empty string")
+        unknown = sorted(set(self.scanner_options) - _SCANNER_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unsupported scanner option(s) for the service: {', '.join(unknown)}; "
+                f"supported: {', '.join(sorted(_SCANNER_OPTIONS))}"
+            )
+
+    @property
+    def threads(self) -> int:
+        return self.scan_threads or os.cpu_count() or 1
+
+    def scanner_kwargs(self) -> dict[str, Any]:
+        options = dict(self.scanner_options)
+        limits = options.get("limits")
+        if isinstance(limits, dict):
+            options["limits"] = Limits(**limits)
+        return options
+
+    def to_json(self) -> str:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        options = dict(self.scanner_options)
+        if isinstance(options.get("limits"), Limits):
+            options["limits"] = asdict(options["limits"])
+        data["scanner_options"] = options
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_CONFIG} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{ENV_CONFIG} must hold a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown or "home" not in data:
+            raise ConfigError(f"{ENV_CONFIG}: unknown keys {unknown} or no 'home'")
+        return cls(**data)
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        text = os.environ.get(ENV_CONFIG)
+        if not text:
+            raise ConfigError(f"{ENV_CONFIG} is not set; start the service with `uploadscan serve`")
+        return cls.from_json(text)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser()
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,37 @@
+"""Keeping hash lists in sync with their publishers.
+
+A ``Source`` (files, a signed HTTP feed, TCAP, ThreatExchange) turns the list's stored
+checkpoint into ``FetchBatch`` values; ``sync_list`` applies each batch to the store in one
+transaction together with its checkpoint. This package is private API: the scanner and the
+CLI call ``sync_lists``; the CLI's ``keys generate`` and ``feed publish`` call
+``generate_keypair`` and ``publish_feed``.
+"""
+
+from __future__ import annotations
+
+from ._base import FetchBatch, Source, StaleCheckpoint, map_signal_type
+from ._credentials import Credentials, Secret
+from ._feed_publish import PublishResult, publish_feed
+from ._http import HttpOptions
+from ._keys import generate_keypair, load_public_key
+from ._runner import SyncResult, sync_all, sync_list, sync_lists
+from ._uri import source_from_uri
+
+__all__ = [
+    "Credentials",
+    "FetchBatch",
+    "HttpOptions",
+    "PublishResult",
+    "Secret",
+    "Source",
+    "StaleCheckpoint",
+    "SyncResult",
+    "generate_keypair",
+    "load_public_key",
+    "map_signal_type",
+    "publish_feed",
+    "source_from_uri",
+    "sync_all",
+    "sync_list",
+    "sync_lists",
+]

@@ -1,0 +1,115 @@
+"""What every hash-list source is: something that turns a checkpoint into batches of changes.
+
+Modelled on python-threatexchange's ``SignalExchangeAPI.fetch_iter()``, which yields
+``FetchDelta(updates, checkpoint)``: a source never writes to the store itself. It yields
+``FetchBatch`` values, and the runner applies each one in a single store transaction together
+with the batch's checkpoint. That split is what makes sync resumable (the stored checkpoint
+always describes exactly what was applied) and keeps every source testable on its own.
+
+A source whose checkpoint is too old to continue from (ThreatExchange drops tombstones after
+90 days) raises ``StaleCheckpoint``; the runner then refetches everything and removes what the
+fresh copy no longer has.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from .. import hashtypes
+from .._errors import ConfigError, SyncError, UnknownHashTypeError
+from .._lists import EntryUpsert
+
+__all__ = [
+    "FetchBatch",
+    "Source",
+    "StaleCheckpoint",
+    "map_signal_type",
+]
+
+
+class StaleCheckpoint(SyncError):
+    """The stored checkpoint is too old to resume from; the runner refetches the whole list."""
+
+
+@dataclass
+class FetchBatch:
+    """One unit of change, applied by the runner in one store transaction.
+
+    ``upserts`` and ``deletes`` may be one-shot iterators that stream from a file: a
+    million-line list is never held in memory as objects. Parsing errors raised while they
+    are consumed abort the batch before the store is written. ``checkpoint`` is the source's
+    position once this batch is applied (``None``: leave the stored one unchanged).
+    ``replace`` makes the batch a full snapshot: list entries not among ``upserts`` go.
+    ``skipped`` counts entries the source left out and why; streaming sources fill it while
+    ``upserts`` is consumed.
+    """
+
+    upserts: Iterable[EntryUpsert] = ()
+    deletes: Iterable[tuple[str, str]] = ()
+    checkpoint: str | None = None
+    replace: bool = False
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A hash-list publisher. ``description`` is safe to log (it never holds a secret)."""
+
+    @property
+    def description(self) -> str: ...
+
+    def fetch(self, checkpoint: str | None) -> Iterator[FetchBatch]:
+        """Batches that bring a list at ``checkpoint`` (``None``: empty or unknown) up to date.
+
+        Raises ``StaleCheckpoint`` (before yielding anything) when it cannot resume.
+        """
+        ...
+
+
+# python-threatexchange signal-type names (SignalType.get_name()) and the hash type each one
+# is stored as here. The video variants are file digests like any other; a "video" label
+# keeps the distinction visible in matches and reports.
+_SIGNAL_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pdq": ("pdq", ()),
+    "md5": ("md5", ()),
+    "photo_md5": ("md5", ()),
+    "video_md5": ("md5", ("video",)),
+    "sha256": ("sha256", ()),
+    "photo_sha256": ("sha256", ()),
+    "video_sha256": ("sha256", ("video",)),
+}
+# Types python-threatexchange knows that describe things uploadscan does not hash: their
+# entries are skipped (and counted) rather than failing the whole list.
+_FOREIGN_SIGNAL_TYPES = frozenset(
+    {"url", "url_md5", "raw_text", "trend_query", "vpdq", "tmk_pdqf", "text", "sha512"}
+)
+
+
+def map_signal_type(name: str) -> tuple[str, tuple[str, ...]] | None:
+    """Our hash type and extra labels for a signal-type name; ``None`` for a known type we do
+    not hash. ``UnknownHashTypeError`` for a name nobody knows."""
+    key = name.strip().lower()
+    if key in _SIGNAL_TYPES:
+        return _SIGNAL_TYPES[key]
+    if key in hashtypes.registry:
+        return key, ()
+    if key in _FOREIGN_SIGNAL_TYPES:
+        return None
+    raise UnknownHashTypeError(
+        f"unknown signal type {name.strip()[:40]!r}; known: "
+        f"{', '.join(sorted({*_SIGNAL_TYPES, *hashtypes.names()}))}"
+    )
+
+
+def bounded_labels(labels: Iterable[str]) -> tuple[str, ...]:
+    """Labels as a sorted tuple of distinct, non-empty, stripped strings."""
+    return tuple(sorted({x.strip() for x in labels if isinstance(x, str) and x.strip()}))
+
+
+def check_uri_param(name: str, value: str, allowed: Iterable[str]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"source option {name}={value!r} is not one of {', '.join(allowed)}")
+    return value

@@ -1,0 +1,480 @@
+"""Hash lists in local files: python-threatexchange's formats, generic CSV/JSON lines, vPDQ.
+
+A file is a full snapshot of its list, so it is one ``replace`` batch: entries missing from
+the new file are removed. The batch's checkpoint is the SHA-256 of the file (and of the parse
+options), so an unchanged file is not re-applied. The file is read twice: once to hash it,
+once to parse it while hashing again; if the two digests differ the file changed underneath
+us and the batch fails rather than applying a mix of two versions.
+Parsing streams (a million-line list is never a million objects at once) and every error
+names the file and line.
+
+Formats (``format=auto`` tells them apart by content):
+
+- ``te``: python-threatexchange's local file (``LocalFileSignalExchangeAPI``): one
+  ``<signal_type> <hash>`` per line, or a bare hash whose type is inferred from its length
+  (64 hex: ``bare_type``, default pdq; 32 hex: md5). ``#`` comments and blank lines are
+  ignored.
+- ``te_csv``: ``threatexchange dataset --csv`` output, header
+  ``signal_type,signal_str,collab,category,tags`` (tags space-separated).
+- ``csv``: a header row and columns named by ``hash_type_column`` / ``value_column`` /
+  ``labels_column`` / ``id_column`` (defaults ``hash_type,value,labels,id``); labels are
+  separated by spaces, ``;`` or ``|``. ``hash_type=`` gives the type when there is no type
+  column.
+- ``jsonl``: one JSON object per line with the same keys; ``labels`` a list or a string.
+- ``vpdq``: vPDQ's ``frame,quality,pdq_hex,timestamp`` lines; the file is one video.
+
+Gzip-compressed files are read transparently. A directory source reads every regular file in
+it (sorted by name, hidden files skipped) as one list.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from .._errors import ConfigError, InvalidHashError, SyncError, UnknownHashTypeError
+from .._lists import EntryUpsert
+from ._base import FetchBatch, bounded_labels, map_signal_type
+from ._entries import EntryBuilder
+
+__all__ = ["FORMATS", "FileSource"]
+
+FORMATS = ("auto", "te", "te_csv", "csv", "jsonl", "vpdq")
+_MAX_LINE = 1 << 20
+_MAX_FILES = 100_000
+_GZIP_MAGIC = b"\x1f\x8b"
+_LABEL_SPLIT = re.compile(r"[\s;|]+")
+_VPDQ_LINE = re.compile(r"\s*\d+\s*,\s*\d+\s*,\s*[0-9a-fA-F]{64}\s*,\s*[0-9.eE+-]+\s*")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_OPTION_NAMES = (
+    "format",
+    "bare_type",
+    "hash_type",
+    "hash_type_column",
+    "value_column",
+    "labels_column",
+    "id_column",
+    "labels",
+)
+
+
+class FileSource:
+    """A list file (or a directory of them). See the module docstring for the formats."""
+
+    def __init__(self, path: Path | str, options: Mapping[str, str] | None = None) -> None:
+        self.path = Path(path)
+        opts = dict(options or {})
+        unknown = sorted(set(opts) - set(_OPTION_NAMES))
+        if unknown:
+            raise ConfigError(
+                f"unknown file source option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(_OPTION_NAMES)}"
+            )
+        self.format = opts.get("format", "auto")
+        if self.format not in FORMATS:
+            raise ConfigError(
+                f"file format must be one of {', '.join(FORMATS)}, got {self.format!r}"
+            )
+        self.bare_type = opts.get("bare_type", "pdq")
+        self.fixed_type = opts.get("hash_type")
+        self.columns = {
+            "hash_type": opts.get("hash_type_column", "hash_type"),
+            "value": opts.get("value_column", "value"),
+            "labels": opts.get("labels_column", "labels"),
+            "id": opts.get("id_column", "id"),
+        }
+        self.extra_labels = bounded_labels(_LABEL_SPLIT.split(opts.get("labels", "")))
+        # Column options only mean something for CSV/JSON lines: auto-detection honours that.
+        self._tabular = any(k.endswith("_column") or k == "hash_type" for k in opts)
+        self._options_key = json.dumps(sorted(opts.items()))
+
+    @property
+    def description(self) -> str:
+        return f"file {self.path}"
+
+    # ------------------------------------------------------------------ fetching
+
+    def fetch(self, checkpoint: str | None) -> Iterator[FetchBatch]:
+        digests: list[tuple[Path, str]] = []
+        outer = hashlib.sha256(self._options_key.encode())
+        for path in self._files():
+            with _open(path) as f:
+                digest = _digest(f, path)
+            digests.append((path, digest))
+            outer.update(f"{path.name}\0{digest}\0".encode())
+        current = "sha256:" + outer.hexdigest()
+        if current == checkpoint:
+            return
+        batch = FetchBatch(checkpoint=current, replace=True)
+        batch.upserts = self._parse_all(digests, batch.skipped)
+        yield batch
+
+    def _files(self) -> list[Path]:
+        path = self.path
+        try:
+            if path.is_dir():
+                files = sorted(
+                    p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                )
+                if len(files) > _MAX_FILES:
+                    raise SyncError(f"{path}: more than {_MAX_FILES} files")
+                return files
+            if path.is_file():
+                return [path]
+        except OSError as exc:
+            raise SyncError(f"cannot read list {path}: {exc.strerror or exc}") from None
+        raise SyncError(f"list file {path} does not exist")
+
+    def _parse_all(
+        self, digests: list[tuple[Path, str]], skipped: Counter[str]
+    ) -> Iterator[EntryUpsert]:
+        """Parse each file while hashing it again: a file replaced or rewritten since it was
+        hashed fails the batch instead of applying a mix of two versions."""
+        builder = EntryBuilder(skipped)
+        for path, digest in digests:
+            with _open(path) as f:
+                reader = _HashingReader(f)
+                yield from self._parse_file(path, reader, builder)
+                while reader.read(1 << 16):
+                    pass
+            if reader.hexdigest() != digest:
+                raise SyncError(f"{path}: the file changed while it was being read; sync again")
+
+    def _parse_file(
+        self, path: Path, raw: _HashingReader, builder: EntryBuilder
+    ) -> Iterator[EntryUpsert]:
+        head = raw.peek(2)
+        stream: IO[bytes] = raw  # type: ignore[assignment]
+        if head[:2] == _GZIP_MAGIC:
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[call-overload]
+        lines = _Lines(path, stream)
+        fmt = self.format
+        if fmt == "auto":
+            fmt = _detect(lines, tabular=self._tabular)
+        parser = {
+            "te": self._parse_te,
+            "te_csv": self._parse_te_csv,
+            "csv": self._parse_csv,
+            "jsonl": self._parse_jsonl,
+            "vpdq": self._parse_vpdq,
+        }[fmt]
+        try:
+            yield from parser(lines, builder)
+        except (InvalidHashError, UnknownHashTypeError) as exc:
+            raise lines.error(str(exc)) from None
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise SyncError(f"{path}: cannot read: {exc}") from None
+
+    # ------------------------------------------------------------------ formats
+
+    def _parse_te(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+        mapping: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+        extra_labels = self.extra_labels
+        for line in lines.text():
+            text = line.strip()
+            if not text or text[0] == "#":
+                continue
+            parts = text.split()
+            if len(parts) == 1:
+                hash_type, labels = self._bare_type(parts[0], lines), extra_labels
+                value = parts[0]
+            elif len(parts) == 2:
+                name, value = parts
+                if name not in mapping:
+                    mapping[name] = map_signal_type(name)
+                mapped = mapping[name]
+                if mapped is None:
+                    builder.skipped[f"{name} (not a hash type uploadscan matches)"] += 1
+                    continue
+                hash_type = mapped[0]
+                labels = mapped[1] + extra_labels if mapped[1] else extra_labels
+            else:
+                raise lines.error(
+                    f"expected '<signal_type> <hash>' or a bare hash, got {len(parts)} fields"
+                )
+            entry = builder.upsert(hash_type, value, labels)
+            if entry is not None:
+                yield entry
+
+    def _bare_type(self, value: str, lines: _Lines) -> str:
+        from .. import hashtypes
+
+        if not _HEX.fullmatch(value):
+            raise lines.error(f"{_short(value)} is not a hex hash")
+        bare = hashtypes.get(self.bare_type)
+        if len(value) == bare.hex_length:
+            return bare.name
+        if len(value) == 64:
+            return "pdq"
+        if len(value) == 32:
+            return "md5"
+        raise lines.error(
+            f"cannot tell the hash type of a bare {len(value)}-character hash; write "
+            "'<type> <hash>' or set bare_type"
+        )
+
+    def _parse_te_csv(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+        rows = csv.DictReader(lines.text(skip_comments=True))
+        missing = {"signal_type", "signal_str"} - set(rows.fieldnames or ())
+        if missing:
+            raise lines.error(f"CSV header lacks column(s) {', '.join(sorted(missing))}")
+        for row in rows:
+            name, value = row.get("signal_type"), row.get("signal_str")
+            if not name or not value:
+                raise lines.error("row lacks signal_type or signal_str")
+            mapped = map_signal_type(name)
+            if mapped is None:
+                builder.skipped[f"{name} (not a hash type uploadscan matches)"] += 1
+                continue
+            if (row.get("category") or "").strip().upper() == "NEGATIVE_CLASS":
+                builder.skipped["negative opinion (NEGATIVE_CLASS)"] += 1
+                continue
+            labels = bounded_labels(
+                (*mapped[1], *self.extra_labels, *_LABEL_SPLIT.split(row.get("tags") or ""))
+            )
+            collab = (row.get("collab") or "").strip()
+            entry = builder.upsert(
+                mapped[0], value, labels, None, {"collab": collab} if collab else None
+            )
+            if entry is not None:
+                yield entry
+
+    def _parse_csv(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+        rows = csv.DictReader(lines.text(skip_comments=True))
+        fields = set(rows.fieldnames or ())
+        cols = self.columns
+        if cols["value"] not in fields:
+            raise lines.error(f"CSV header lacks the value column {cols['value']!r}")
+        if self.fixed_type is None and cols["hash_type"] not in fields:
+            raise lines.error(
+                f"CSV header lacks the hash type column {cols['hash_type']!r} "
+                "(or set hash_type= for the whole file)"
+            )
+        for row in rows:
+            yield from self._record(row, lines, builder)
+
+    def _parse_jsonl(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+        for line in lines.text():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise lines.error(f"not valid JSON: {exc.msg}") from None
+            if not isinstance(record, dict):
+                raise lines.error("each line must be a JSON object")
+            yield from self._record(record, lines, builder)
+
+    def _record(
+        self, record: Mapping[str, Any], lines: _Lines, builder: EntryBuilder
+    ) -> Iterator[EntryUpsert]:
+        cols = self.columns
+        value = record.get(cols["value"])
+        hash_type = self.fixed_type or record.get(cols["hash_type"])
+        if not isinstance(value, str) or not value:
+            raise lines.error(f"missing or non-string {cols['value']!r}")
+        if not isinstance(hash_type, str) or not hash_type:
+            raise lines.error(f"missing or non-string {cols['hash_type']!r}")
+        mapped = map_signal_type(hash_type)
+        if mapped is None:
+            builder.skipped[f"{hash_type} (not a hash type uploadscan matches)"] += 1
+            return
+        raw_labels = record.get(cols["labels"]) or ()
+        if isinstance(raw_labels, str):
+            raw_labels = _LABEL_SPLIT.split(raw_labels)
+        if not isinstance(raw_labels, list | tuple) or not all(
+            isinstance(x, str) for x in raw_labels
+        ):
+            raise lines.error(f"{cols['labels']!r} must be a string or a list of strings")
+        external_id = record.get(cols["id"])
+        if external_id is not None and not isinstance(external_id, str | int):
+            raise lines.error(f"{cols['id']!r} must be a string or an integer")
+        extra = record.get("extra")
+        if extra is not None and not isinstance(extra, dict):
+            raise lines.error("'extra' must be a JSON object")
+        labels = bounded_labels((*mapped[1], *self.extra_labels, *raw_labels))
+        entry = builder.upsert(
+            mapped[0],
+            value,
+            labels,
+            None if external_id in (None, "") else str(external_id),
+            extra,
+        )
+        if entry is not None:
+            yield entry
+
+    def _parse_vpdq(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+        video = lines.path.name.removesuffix(".gz").removesuffix(".txt")
+        labels = bounded_labels(("video", *self.extra_labels))
+        for line in lines.text():
+            text = line.strip()
+            if not text or text[0] == "#":
+                continue
+            parts = [p.strip() for p in text.split(",")]
+            if len(parts) != 4:
+                raise lines.error(
+                    f"expected 'frame,quality,pdq_hex,timestamp', got {len(parts)} fields"
+                )
+            try:
+                frame, quality, timestamp = int(parts[0]), int(parts[1]), float(parts[3])
+            except ValueError:
+                raise lines.error(
+                    "frame and quality must be integers, timestamp a number"
+                ) from None
+            if frame < 0 or not 0 <= quality <= 100 or not timestamp >= 0:
+                raise lines.error("frame, quality (0-100) and timestamp must not be negative")
+            if quality < 50:
+                builder.skipped["vpdq frame quality < 50 (never matched)"] += 1
+                continue
+            entry = builder.upsert(
+                "pdq",
+                parts[2],
+                labels,
+                f"{video}#{frame}",
+                {"video": video, "frame": frame, "timestamp": timestamp, "quality": quality},
+            )
+            if entry is not None:
+                yield entry
+
+
+class _Lines:
+    """Numbered, length-limited, strictly UTF-8 lines of one file; ``error`` names the line."""
+
+    def __init__(self, path: Path, stream: IO[bytes]) -> None:
+        self.path = path
+        self._stream = stream
+        self.lineno = 0
+        self._pushed: list[bytes] = []
+
+    def error(self, message: str) -> SyncError:
+        return SyncError(f"{self.path}, line {self.lineno}: {message}")
+
+    def _raw(self) -> Iterator[bytes]:
+        while True:
+            line = self._pushed.pop() if self._pushed else self._stream.readline(_MAX_LINE + 1)
+            if not line:
+                return
+            self.lineno += 1
+            if len(line) > _MAX_LINE:
+                raise self.error(f"line longer than {_MAX_LINE} bytes")
+            yield line
+
+    def peek_first(self) -> bytes:
+        """The first non-blank, non-comment line (consumed lines are pushed back)."""
+        seen: list[bytes] = []
+        first = b""
+        for line in self._raw():
+            seen.append(line)
+            stripped = line.strip()
+            if stripped and not stripped.startswith(b"#"):
+                first = stripped
+                break
+        self._pushed.extend(reversed(seen))
+        self.lineno -= len(seen)
+        return first
+
+    def text(self, *, skip_comments: bool = False) -> Iterator[str]:
+        for raw in self._raw():
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self.error("not valid UTF-8") from None
+            if line.startswith("\ufeff") and self.lineno == 1:
+                line = line[1:]
+            if skip_comments and line.lstrip().startswith("#"):
+                continue
+            yield line
+
+
+def _detect(lines: _Lines, *, tabular: bool) -> str:
+    first = lines.peek_first()
+    if not first:
+        return "te"  # empty file: an empty list in any format
+    if first.startswith(b"{"):
+        return "jsonl"
+    if tabular:
+        return "csv"
+    if b"," in first:
+        if _VPDQ_LINE.fullmatch(first.decode("utf-8", "replace")):
+            return "vpdq"
+        header = {h.strip().lower() for h in first.decode("utf-8", "replace").split(",")}
+        if {"signal_type", "signal_str"} <= header:
+            return "te_csv"
+        return "csv"
+    return "te"
+
+
+class _HashingReader:
+    """Reads a binary file while feeding SHA-256, so a parse covers exactly the bytes hashed."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._sha = hashlib.sha256()
+        self._buffer = b""
+
+    def peek(self, n: int) -> bytes:
+        if len(self._buffer) < n:
+            more = self._f.read(n - len(self._buffer))
+            self._sha.update(more)
+            self._buffer += more
+        return self._buffer[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            if n < 0:
+                rest = self._f.read()
+                self._sha.update(rest)
+                return data + rest
+            if len(data) >= n:
+                data, self._buffer = data[:n], data[n:]
+                return data
+            rest = self._f.read(n - len(data))
+            self._sha.update(rest)
+            return data + rest
+        data = self._f.read(n)
+        self._sha.update(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._buffer:
+            head = self.read(len(self._buffer))
+            if b"\n" in head:  # only possible on tiny peeks; keep it simple
+                line, _, rest = head.partition(b"\n")
+                self._buffer = rest
+                return line + b"\n"
+            return head + self.readline(limit - len(head) if limit >= 0 else -1)
+        line = self._f.readline(limit)
+        self._sha.update(line)
+        return line
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def _open(path: Path) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
+
+
+def _digest(f: IO[bytes], path: Path) -> str:
+    sha = hashlib.sha256()
+    try:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    except OSError as exc:
+        raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
+    return sha.hexdigest()
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 40 else repr(value[:37] + "...")

@@ -1,0 +1,64 @@
+"""Transparency report: counts computed from decision records, in three formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from html.parser import HTMLParser
+
+from uploadscan._report import build_report, report_csv, report_html, report_json
+
+DAY = 86400.0
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def records() -> list[dict[str, object]]:
+    def match(list_name: str, labels: list[str], hash_type: str = "pdq") -> dict[str, object]:
+        return {"list": list_name, "labels": labels, "hash_type": hash_type}
+
+    return [
+        {"time": T0 + 10, "action": "block", "matches": [match("tcap", ["isis"]),
+                                                          match("tcap", ["isis"], "md5")],
+         "errors": [], "review_status": None},
+        {"time": T0 + 20, "action": "review", "matches": [match("gifct", ["video"])],
+         "errors": [], "review_status": "overturned"},
+        {"time": T0 + DAY + 5, "action": "allow", "matches": [], "errors": [], "review_status": None},
+        {"time": T0 + DAY + 6, "action": "review", "matches": [],
+         "errors": [{"type": "CorruptMediaError", "message": "truncated"}], "review_status": "pending"},
+    ]
+
+
+def test_counts() -> None:
+    report = build_report(records())
+    assert report["total"] == 4
+    assert report["scan_errors"] == 1
+    assert report["by_action"] == {"allow": 1, "review": 2, "block": 1}
+    assert report["by_list"] == {"gifct": {"review": 1}, "tcap": {"block": 1}}
+    assert report["by_label"] == {"isis": 1, "video": 1}
+    assert report["by_hash_type"] == {"pdq": 2, "md5": 1}
+    assert report["review"] == {"pending": 1, "confirmed": 0, "overturned": 1}
+    assert report["by_day"] == {
+        "2026-01-01": {"allow": 0, "review": 1, "block": 1},
+        "2026-01-02": {"allow": 1, "review": 1, "block": 0},
+    }
+
+
+def test_formats_round_trip() -> None:
+    report = build_report(records())
+    assert json.loads(report_json(report)) == json.loads(json.dumps(report))
+    rows = list(csv.DictReader(io.StringIO(report_csv(report))))
+    assert {"section": "by_list", "key": "tcap", "measure": "block", "count": "1"} in rows
+    page = report_html(report)
+
+    class Collector(HTMLParser):
+        rects = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "rect":
+                self.rects += 1
+
+    parser = Collector()
+    parser.feed(page)
+    assert parser.rects == 2 * len(report["by_day"])  # block + review bar per day
+    assert "tcap" in page and "<svg" in page
