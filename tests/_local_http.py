@@ -28,6 +28,8 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
 
 
 Handler = Callable[[Request], Reply]
@@ -43,12 +45,18 @@ class LocalServer:
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_POST(self) -> None:
+                self.do_GET()
+
             def do_GET(self) -> None:
                 parts = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
                 req = Request(
                     parts.path,
                     urllib.parse.parse_qs(parts.query, keep_blank_values=True),
                     {k.lower(): v for k, v in self.headers.items()},
+                    self.command,
+                    self.rfile.read(length) if length else b"",
                 )
                 server.log.append(req)
                 handler = server.routes.get(parts.path, server.fallback)

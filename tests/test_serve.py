@@ -86,9 +86,7 @@ def start(app: Any) -> Running:
     return Running(server, thread, port)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    home = tmp_path_factory.mktemp("serve-home")
+def build_home(home: Path, data_dir: Path) -> Path:
     md5 = hashlib.md5((data_dir / BLOCKED_MD5_IMAGE).read_bytes()).hexdigest()
     with Scanner.open(home) as scanner:
         scanner.add_list("blocked", kind="block", source=None)
@@ -104,6 +102,11 @@ def home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
             "watch", [EntryUpsert("pdq", reference_pdq(data_dir, REVIEW_IMAGE))]
         )
     return home
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    return build_home(tmp_path_factory.mktemp("serve-home"), data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -233,9 +236,7 @@ def test_lookup_reference_hashes(client: httpx.Client, data_dir: Path) -> None:
         (["pdq"], "bad_request", "JSON object"),
     ],
 )
-def test_lookup_rejects_bad_bodies(
-    client: httpx.Client, body: Any, code: str, needle: str
-) -> None:
+def test_lookup_rejects_bad_bodies(client: httpx.Client, body: Any, code: str, needle: str) -> None:
     r = client.post("/v1/lookup", json=body)
     assert r.status_code == 400
     assert r.json()["error"] == code
@@ -288,9 +289,10 @@ def test_pictrs_refusal_status_and_review_refusal_configurable(
         assert r.status_code == 403
         r = c.post("/v1/pictrs/validate", content=image(data_dir, CLEAN_IMAGE))
         assert r.status_code == 200
-        assert "403" in c.get("/openapi.json").json()["paths"]["/v1/pictrs/validate"]["post"][
-            "responses"
-        ]
+        assert (
+            "403"
+            in c.get("/openapi.json").json()["paths"]["/v1/pictrs/validate"]["post"]["responses"]
+        )
 
 
 # ---------------------------------------------------------------------- HMA /m/lookup
@@ -551,7 +553,9 @@ def test_metrics_count_verdicts_and_latency(client: httpx.Client, data_dir: Path
 # ---------------------------------------------------------------------- workers
 
 
-def test_two_worker_processes_share_one_home(home: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_two_worker_processes_share_one_home(data_dir: Path, tmp_path: Path) -> None:
+    # A data directory of its own, shared only by the two worker processes.
+    home = build_home(tmp_path / "home", data_dir)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -626,9 +630,6 @@ def test_openapi_document(client: httpx.Client) -> None:
     assert refs <= set(spec["components"]["schemas"])
 
 
-_SPEC_OPS: list[tuple[str, str, dict[str, Any]]] = []
-
-
 def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [(p, m, op) for p, item in spec["paths"].items() for m, op in item.items()]
 
@@ -673,7 +674,7 @@ def _requests(draw: st.DrawFn, spec: dict[str, Any]) -> tuple[str, str, dict[str
         kwargs["files"] = {field: ("x.bin", draw(st.binary(max_size=3000)), "image/jpeg")}
     elif content:
         kwargs["content"] = draw(st.binary(max_size=3000))
-        kwargs["headers"] = {"Content-Type": draw(st.sampled_from(list(content) + ["text/x"]))}
+        kwargs["headers"] = {"Content-Type": draw(st.sampled_from([*content, "text/x"]))}
     return path, method, kwargs
 
 

@@ -12,19 +12,24 @@ as brute force, for any radius) and fast, by multi-index hashing:
   positions). A query probes every value within the substring radius (precomputed XOR masks),
   gathers the candidate rows, verifies the full distance with a vectorised popcount and drops
   duplicates found through several tables.
-- Rows are stored sorted by the first substring, so table 0 needs no position array.
+- Rows are stored sorted by the first substring, so table 0 needs no position array, and row
+  positions take 2 or 3 bytes when ``n`` allows: memory is what limits the number of tables.
 
 The number and width of the substrings are chosen from ``n`` when the file is built; the radius
 is a query-time argument. When a radius is so large that probing would cost more than reading
 every code, the search scans instead, so exactness never depends on the build parameters.
+Small lists get a flat file and are always scanned. The file format is ``_mmapfile``'s container
+(checksummed header, memory-mapped sections, atomic replace); building blocks live in ``_mih``.
 
 API (kept stable for the rest of the package):
 - ``SearchHits``: parallel arrays ``query`` (int32, row of the query), ``ids`` (int64), ``distance``
   (int32); every indexed code within ``max_distance`` of a query, nothing beyond.
 - ``HammingIndex.build(codes, ids, path)``: write an index file for (n, nbytes) uint8 ``codes``
-  with int64 ``ids``; written to a temporary file and renamed into place.
-- ``HammingIndex.open(path)``: memory-map an index file.
-- ``index.search(queries, max_distance) -> SearchHits``; ``len(index)``; ``index.nbytes``.
+  with int64 ``ids``; written to a temporary file and renamed into place. Keywords
+  ``design_distance`` and ``substrings`` tune the layout (never the results).
+- ``HammingIndex.open(path)``: memory-map an index file (``IndexError_`` if missing/damaged).
+- ``index.search(queries, max_distance) -> SearchHits``; ``len(index)``; ``index.nbytes``;
+  ``index.code_bytes``; ``index.substring_bits``; ``index.verify()`` (full checksum read).
 - ``brute_force_search(codes, ids, queries, max_distance) -> SearchHits`` for small sets.
 """
 
@@ -273,9 +278,9 @@ class HammingIndex:
             return plan
         m = len(self._widths)
         probes, candidates = mih.probe_cost(self._widths, max_distance, self._n) if m else (0, 0.0)
-        cost = mih.COST_PROBE * probes + mih.COST_CANDIDATE * candidates
+        cost = mih.probing_cost(probes, candidates)
         tables, xors = [np.empty(0, np.intp)], [np.empty(0, np.int64)]
-        scan = m == 0 or max_distance >= self.code_bytes * 8 or cost >= mih.COST_SCAN * self._n
+        scan = m == 0 or max_distance >= self.code_bytes * 8 or cost >= mih.scan_cost(self._n)
         if not scan:
             for table, radius in enumerate(mih.radii(m, max_distance)):
                 if radius >= 0:

@@ -91,7 +91,7 @@ def hash_file(
     Videos and animated images get per-frame PDQ hashes in ``frames``; ``extra`` applies to
     still images only.
     """
-    result, _ = _hash(media, limits=limits, extra=extra, need_pdq=True, dihedral=False)
+    result, _, _ = _hash(media, limits=limits, extra=extra, need_pdq=True, dihedral=False)
     return result
 
 
@@ -120,18 +120,25 @@ def hash_for_scan(
     hash, and derives the dihedral PDQ variants from the same DCT (no re-decoding)."""
     from ._lookup import QueryHash  # the matcher side; kept out of hash_file's import cost
 
-    result, variants = _hash(
+    result, variants, frame_variants = _hash(
         media, limits=limits, extra=extra, need_pdq=need_perceptual, dihedral=dihedral
     )
     queries = [QueryHash("md5", result.md5), QueryHash("sha256", result.sha256)]
     for number, value in enumerate(variants):
         queries.append(QueryHash("pdq", value, variant=number, quality=result.pdq_quality))
     for index, frame in enumerate(result.frames):
-        queries.append(
-            QueryHash(
-                "pdq", frame.pdq, quality=frame.quality, frame=index, timestamp=frame.timestamp
+        forms = frame_variants[index] if frame_variants else (frame.pdq,)
+        for number, value in enumerate(forms):
+            queries.append(
+                QueryHash(
+                    "pdq",
+                    value,
+                    variant=number,
+                    quality=frame.quality,
+                    frame=index,
+                    timestamp=frame.timestamp,
+                )
             )
-        )
     for name, value in result.extra.items():
         queries.append(QueryHash(name, value))
     return ScanHashes(result, queries, len(result.frames))
@@ -144,7 +151,8 @@ def _hash(
     extra: Sequence[str],
     need_pdq: bool,
     dihedral: bool,
-) -> tuple[HashResult, tuple[str, ...]]:
+) -> tuple[HashResult, tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The hashes, the image's PDQ variants (original first), and each video frame's."""
     if isinstance(extra, str):
         raise ConfigError("extra must be a sequence of hash-type names, not a single string")
     functions = _imagehash_functions(extra)
@@ -156,10 +164,13 @@ def _hash(
     try:
         if not need_pdq and not functions:
             md5, sha256 = _finish_digests(item, digest_future)
-            return HashResult(item.media_type, md5, sha256, item.size), ()
+            return HashResult(item.media_type, md5, sha256, item.size), (), ()
         if item.kind is MediaKind.VIDEO:
-            return _hash_video(item, limits, digest_future), ()
-        return _hash_image(item, limits, functions, started, digest_future, need_pdq, dihedral)
+            return _hash_video(item, limits, digest_future, dihedral)
+        result, variants = _hash_image(
+            item, limits, functions, started, digest_future, need_pdq, dihedral
+        )
+        return result, variants, ()
     finally:
         if digest_future is not None:
             digest_future.cancel()
@@ -170,8 +181,11 @@ def _finish_digests(item: MediaInput, future: Future[tuple[str, str]] | None) ->
 
 
 def _hash_video(
-    item: MediaInput, limits: Limits, digest_future: Future[tuple[str, str]] | None
-) -> HashResult:
+    item: MediaInput,
+    limits: Limits,
+    digest_future: Future[tuple[str, str]] | None,
+    dihedral: bool = False,
+) -> tuple[HashResult, tuple[str, ...], tuple[tuple[str, ...], ...]]:
     try:
         from ._video import hash_video  # imported lazily: PyAV is only loaded for videos
     except ImportError as exc:
@@ -179,9 +193,9 @@ def _hash_video(
             f"{item.media_type}: video hashing is unavailable ({exc})", media_type=item.media_type
         ) from exc
 
-    video = hash_video(item.data, item.media_type, limits)
+    video = hash_video(item.data, item.media_type, limits, dihedral=dihedral)
     md5, sha256 = _finish_digests(item, digest_future)
-    return HashResult(
+    result = HashResult(
         media_type=item.media_type,
         md5=md5,
         sha256=sha256,
@@ -191,6 +205,7 @@ def _hash_video(
         frames=tuple(video.frames),
         duration=video.duration,
     )
+    return result, (), tuple(video.variants)
 
 
 def _hash_image(

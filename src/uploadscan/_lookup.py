@@ -21,6 +21,7 @@ from ._lists import Entry, HashList
 from ._matcher import Matcher
 from ._policy import labels_pass, match_action
 from ._store import Store
+from ._result import FrameHash
 from ._verdict import Match
 from ._vpdq import video_match
 
@@ -49,8 +50,15 @@ class QueryHash:
         for name, values in hashes.items():
             hash_type = hashtypes.get(name)
             items = [values] if isinstance(values, str) else list(values)
-            for value in items:
-                out.append(cls(hash_type.name, hash_type.validate(value)))
+            # Several PDQ values are taken as the sampled frames of one video, a second apart,
+            # so listed videos can be matched from precomputed hashes too.
+            as_frames = hash_type.name == "pdq" and len(items) > 1
+            for index, value in enumerate(items):
+                canonical = hash_type.validate(value)
+                if as_frames:
+                    out.append(cls("pdq", canonical, frame=index, timestamp=float(index)))
+                else:
+                    out.append(cls(hash_type.name, canonical))
         return out
 
 
@@ -63,9 +71,6 @@ class Lookup:
         self._lists_version = -1
         self._lists: dict[str, HashList] = {}
         self._needed: frozenset[str] = frozenset()
-
-    def refresh(self) -> None:
-        self._matcher.refresh()
 
     def _reload_lists(self) -> None:
         version = self._store.version()
@@ -89,7 +94,7 @@ class Lookup:
         queries: Sequence[QueryHash],
         lists: Mapping[str, HashList],
         *,
-        upload_frames: int = 0,
+        upload_frames: Sequence[FrameHash] = (),
         match_images_in_video: bool = True,
     ) -> list[Match]:
         hits = self._search(queries, lists)
@@ -156,19 +161,26 @@ class Lookup:
         hash_list: HashList,
         video: str,
         found: list[tuple[Entry, QueryHash, int]],
-        upload_frames: int,
+        upload_frames: Sequence[FrameHash],
     ) -> Match | None:
-        listed = self._store.video_frames(hash_list.name, video)
+        listed, positions = listed_timeline(self._store.video_frames(hash_list.name, video))
         if not listed:
             return None
-        index_of = {entry.id: i for i, entry in enumerate(listed)}
-        matched_listed = {index_of[e.id] for e, _, _ in found if e.id in index_of}
-        matched_upload = {q.frame for _, q, _ in found if q.frame is not None}
+        pairs = [
+            (i, q.frame)
+            for entry, q, _ in found
+            if q.frame is not None
+            for i in positions.get(entry.id, ())
+        ]
+        upload = list(upload_frames)
+        if not upload:
+            # Precomputed hashes without timestamps: each value stands for one second.
+            count = 1 + max((q.frame for _, q, _ in found if q.frame is not None), default=0)
+            upload = [FrameHash(float(i), "", 100) for i in range(count)]
         result = video_match(
-            [_frame_of(entry) for entry in listed],
-            matched_listed,
-            upload_frame_count=max(upload_frames, len(matched_upload)),
-            upload_matched_count=len(matched_upload),
+            listed,
+            upload,
+            pairs,
             coverage=hash_list.settings.video_coverage,
             upload_fraction=hash_list.settings.video_upload_fraction,
         )
@@ -192,6 +204,26 @@ class Lookup:
             coverage=result.listed_coverage,
             video=video,
         )
+
+
+def listed_timeline(entries: Sequence[Entry]) -> tuple[list[FrameHash], dict[int, list[int]]]:
+    """The listed video's frames in time order, and which of them each entry stands for.
+
+    An entry is one distinct frame hash; ``extra["timestamps"]`` holds every moment it occurs
+    (a still scene repeats its hash), ``extra["timestamp"]`` the first.
+    """
+    moments: list[tuple[float, int, FrameHash]] = []
+    for entry in entries:
+        extra = entry.extra or {}
+        quality = int(extra.get("quality", 100))
+        times = extra.get("timestamps") or [extra.get("timestamp", 0.0)]
+        for t in times:
+            moments.append((float(t), entry.id, FrameHash(float(t), entry.value, quality)))
+    moments.sort(key=lambda item: (item[0], item[1]))
+    positions: dict[int, list[int]] = defaultdict(list)
+    for index, (_, entry_id, _) in enumerate(moments):
+        positions[entry_id].append(index)
+    return [frame for _, _, frame in moments], positions
 
 
 def _search_radius(type_name: str, lists: Mapping[str, HashList]) -> int:
@@ -231,8 +263,3 @@ def _image_match(
         query=query.value,
         timestamps=tuple(sorted(frames)),
     )
-
-
-def _frame_of(entry: Entry) -> tuple[float, int]:
-    extra = entry.extra or {}
-    return float(extra.get("timestamp", 0.0)), int(extra.get("quality", 100))

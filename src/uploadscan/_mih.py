@@ -14,9 +14,11 @@ import numpy as np
 import numpy.typing as npt
 
 MAX_WIDTH = 24  # substring keys go through float32 arithmetic, exact below 2**24
-# Cost model (microseconds, one thread, measured on a 2-core EPYC): per probed bucket, per
-# candidate row verified, per row scanned by brute force.
-COST_PROBE, COST_CANDIDATE, COST_SCAN = 0.05, 0.06, 0.012
+# Cost model (microseconds, one thread, measured on a 2-core EPYC): a probing call's fixed numpy
+# overhead, per probed bucket, per candidate row verified; a scanning call's fixed overhead and
+# its cost per row. Only used to choose a layout or scanning, never to decide what matches.
+COST_PROBE_CALL, COST_PROBE, COST_CANDIDATE = 60.0, 0.05, 0.06
+COST_SCAN_CALL, COST_SCAN = 15.0, 0.02
 MEMORY_FACTOR = 2.75  # tables may use up to this many times the raw code bytes ...
 MEMORY_FLOOR = 32 << 20  # ... or this much, whichever is larger (small lists)
 SCAN_BLOCK = 1 << 17
@@ -93,15 +95,23 @@ def choose_widths(n: int, bits: int, design_distance: int) -> tuple[int, ...]:
     budget; ``()`` means a flat file (scanning is cheapest, as for small lists)."""
     pos_bytes = 2 if n <= 1 << 16 else 3 if n <= 1 << 24 else 4
     budget = max(MEMORY_FACTOR * bits / 8 * n, MEMORY_FLOOR)
-    best: tuple[float, tuple[int, ...]] = (COST_SCAN * n, ())
+    best: tuple[float, tuple[int, ...]] = (scan_cost(n), ())
     for m in range(max(2, -(-bits // MAX_WIDTH)), min(bits, 64) + 1):
         widths = split(bits, m)
         memory = bits / 8 * n + (m - 1) * pos_bytes * n + 4 * sum(2**w + 1 for w in widths)
         probes, candidates = probe_cost(widths, design_distance, n)
-        cost = COST_PROBE * probes + COST_CANDIDATE * candidates
+        cost = probing_cost(probes, candidates)
         if memory <= budget and cost < best[0]:
             best = (cost, widths)
     return best[1]
+
+
+def scan_cost(n: int) -> float:
+    return COST_SCAN_CALL + COST_SCAN * n
+
+
+def probing_cost(probes: int, candidates: float) -> float:
+    return COST_PROBE_CALL + COST_PROBE * probes + COST_CANDIDATE * candidates
 
 
 def split(bits: int, m: int) -> tuple[int, ...]:

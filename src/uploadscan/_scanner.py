@@ -30,6 +30,7 @@ from ._lookup import Lookup, QueryHash
 from ._matcher import Matcher
 from ._media import MediaSource
 from ._policy import decide
+from ._result import FrameHash
 from ._store import Store
 from ._verdict import Action, ScanErrorInfo, Verdict, new_verdict_id
 
@@ -67,6 +68,9 @@ class Scanner:
         home.mkdir(parents=True, exist_ok=True)
         self._store = Store.open(home / STORE_FILENAME)
         self._matcher = Matcher(self._store, home / INDEX_DIRNAME)
+        # Build missing or far-behind index files once, here, never inside a scan: searches
+        # refresh themselves cheaply (base file + a small delta read from the store).
+        self._matcher.refresh(build=True)
         self._lookup = Lookup(self._store, self._matcher)
         self._closed = False
         self._lock = threading.Lock()
@@ -113,7 +117,6 @@ class Scanner:
         self._check_open()
         started = time.perf_counter()
         strict = self._strict if strict is None else strict
-        self._lookup.refresh()
         lists = self._lookup.lists()
         needed = self._lookup.needed_types()
         try:
@@ -138,7 +141,7 @@ class Scanner:
             media_type=hashed.result.media_type if hashed is not None else error_media(error),
             sha256=hashed.result.sha256 if hashed is not None else None,
             errors=[error] if error is not None else [],
-            upload_frames=hashed.frame_count if hashed is not None else 0,
+            upload_frames=hashed.result.frames if hashed is not None else (),
         )
 
     def lookup(self, hashes: Mapping[str, str | Sequence[str]]) -> Verdict:
@@ -149,7 +152,6 @@ class Scanner:
         """
         self._check_open()
         started = time.perf_counter()
-        self._lookup.refresh()
         queries = QueryHash.from_mapping(hashes)
         shown: dict[str, list[str]] = {}
         for q in queries:
@@ -164,7 +166,7 @@ class Scanner:
             media_type=None,
             sha256=sha,
             errors=[],
-            upload_frames=sum(1 for q in queries if q.frame is not None),
+            upload_frames=(),
         )
 
     def _finish(
@@ -177,7 +179,7 @@ class Scanner:
         media_type: str | None,
         sha256: str | None,
         errors: Sequence[UploadScanError],
-        upload_frames: int,
+        upload_frames: Sequence[FrameHash],
     ) -> Verdict:
         matches = self._lookup.match(
             queries,

@@ -14,14 +14,16 @@ frames:
 
 - frames with quality below ``MIN_QUALITY`` are ignored on both sides (they are near-blank and
   match everything);
-- each remaining listed frame stands for the moment around it: from the midpoint with the
-  previous listed frame to the midpoint with the next. The span is capped at ``max_span`` seconds
-  so that a frame next to a long gap (dropped dark frames, a sparse list) cannot claim time it
-  does not show; the first and last frames extend as far as their inner neighbour's half-gap;
+- every frame, on either side, stands for the moment around it: from the midpoint with the
+  previous timestamp to the midpoint with the next, each side capped at ``max_span / 2`` so a
+  frame next to a long gap (dropped dark frames, a sparse list) cannot claim time it does not
+  show;
 - a listed frame is matched when any upload frame is within the threshold, wherever it is in
-  the upload (the listed clip may sit anywhere inside a longer upload);
-- ``listed_coverage`` is matched span over total span; the video matches when it reaches
-  ``coverage`` (default 0.8) and the share of upload time covered by matching upload frames
+  the upload (the listed clip may sit anywhere inside a longer upload). It is credited with its
+  own span widened to its partner's: an upload sampled once a second matching the listed frame
+  at 3.0 s vouches for 2.5-3.5 s of the listed video, even though the list holds 30 frames there;
+- ``listed_coverage`` is the credited share of the listed video's time; the video matches when
+  it reaches ``coverage`` (default 0.8) and the upload's share of time matched the same way
   reaches ``upload_fraction`` (default 0, i.e. off).
 
 Both plain frame-count shares are reported too, so the two rules can be compared.

@@ -56,8 +56,9 @@ class HashType(ABC):
     def check_listable(self, value: str) -> None:
         """Raise ``InvalidHashError`` if a valid value must not be put on a list.
 
-        Called by the store on insert. Perceptual types reject values that would match vast
-        swathes of unrelated content (a blank image's hash).
+        ``value`` must already be canonical (the result of ``validate``): the store calls this
+        for every entry it ingests, so it does not validate twice. Perceptual types reject
+        values that would match vast swathes of unrelated content (a blank image's hash).
         """
 
     def to_bytes(self, value: str) -> bytes:

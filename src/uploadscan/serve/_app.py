@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -33,6 +33,7 @@ from .. import hashtypes
 from .._errors import UploadScanError
 from .._scanner import Scanner
 from .._verdict import Action, Verdict
+from ._admission import Admission, Ticket
 from ._body import RequestError, read_body, read_json, read_upload
 from ._hma import hma_response, parse_hma_query
 from ._metrics import CONTENT_TYPE, Metrics
@@ -51,61 +52,13 @@ T = TypeVar("T")
 Handler = Callable[[Request, "_Call"], Awaitable[Response]]
 
 
-class _Admission:
-    """A non-blocking counting semaphore usable from both the event loop and worker threads."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            if self._used >= self._limit:
-                return False
-            self._used += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._used -= 1
-
-
-class _Ticket:
-    """One admitted request's slot, released exactly once: by the request if its scan never
-    started, otherwise by the scan thread when it ends (even if the request was abandoned)."""
-
-    def __init__(self, admission: _Admission) -> None:
-        self._admission = admission
-        self._lock = threading.Lock()
-        self._state = "held"  # held -> running -> released, or held -> released
-
-    def start(self) -> bool:
-        with self._lock:
-            if self._state != "held":
-                return False
-            self._state = "running"
-            return True
-
-    def finish(self) -> None:
-        with self._lock:
-            self._state = "released"
-            self._admission.release()
-
-    def release_unless_running(self) -> None:
-        with self._lock:
-            if self._state == "held":
-                self._state = "released"
-                self._admission.release()
-
-
 class _Call:
     """Per-request state the gate and the handler share."""
 
     __slots__ = ("phase", "ticket")
 
     def __init__(self) -> None:
-        self.ticket: _Ticket | None = None
+        self.ticket: Ticket | None = None
         self.phase = "receiving"
 
 
@@ -115,7 +68,7 @@ class _Service:
         self.scanner = scanner
         self.metrics = Metrics()
         self._token = settings.token.encode() if settings.token is not None else None
-        self._admission = _Admission(settings.max_concurrency)
+        self._admission = Admission(settings.max_concurrency)
         self._limiter = anyio.CapacityLimiter(settings.threads)
         self._spec = openapi_spec(refusal_status=settings.refusal_status)
 
@@ -193,7 +146,7 @@ class _Service:
                 {"WWW-Authenticate": 'Bearer realm="uploadscan", error="invalid_token"'},
             )
 
-    def _admit(self) -> _Ticket:
+    def _admit(self) -> Ticket:
         if not self._admission.try_acquire():
             raise RequestError(
                 503,
@@ -201,7 +154,7 @@ class _Service:
                 f"all {self.settings.max_concurrency} request slots are busy; retry shortly",
                 {"Retry-After": "1"},
             )
-        return _Ticket(self._admission)
+        return Ticket(self._admission)
 
     def _timeout_error(self, call: _Call) -> RequestError:
         limit = self.settings.request_timeout
@@ -395,7 +348,7 @@ def create_app_from_settings(settings: ServeSettings) -> Starlette:
 
 
 def create_app(
-    home: str | Any,
+    home: str | os.PathLike[str],
     *,
     token: str | None = None,
     max_body_bytes: int | None = None,
@@ -430,4 +383,10 @@ def create_app(
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings from ``$UPLOADSCAN_SERVE_CONFIG``."""
+    if not logging.getLogger().handlers:
+        # A worker process starts with bare logging; follow the level uvicorn was given.
+        logging.basicConfig(
+            level=logging.getLogger("uvicorn.error").getEffectiveLevel(),
+            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        )
     return create_app_from_settings(ServeSettings.from_env())

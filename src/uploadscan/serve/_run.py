@@ -83,4 +83,47 @@ def serve(
         uvicorn.run(create_app_from_settings(config), **common)
         return
     os.environ[ENV_CONFIG] = config.to_json()
-    uvicorn.run("uploadscan.serve._app:app_from_env", factory=True, workers=workers, **common)
+    _run_workers(host, port, workers, common)
+
+
+def _run_workers(host: str, port: int, workers: int, common: dict[str, Any]) -> None:
+    """``uvicorn.run(..., workers=N)``, except for the listening socket.
+
+    uvicorn creates that socket without naming the protocol (``proto`` 0), and asyncio only
+    sets ``TCP_NODELAY`` on accepted sockets whose ``proto`` is ``IPPROTO_TCP``; without it a
+    response written in two pieces waits for the client's delayed ACK, about 40 ms per request
+    (measured with benchmarks/bench_serve.py). So the socket is made here, the way asyncio
+    makes it for a single worker, and handed to uvicorn's own worker supervisor.
+    """
+    import inspect
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    options = {k: v for k, v in common.items() if k not in ("host", "port")}
+    config = uvicorn.Config(
+        "uploadscan.serve._app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        **options,
+    )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
+    sock.set_inheritable(True)
+    try:
+        if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.30
+            server = uvicorn.Server(config)
+            Multiprocess(config, target=server.run, sockets=[sock]).run()  # type: ignore[call-arg]
+        else:
+            Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()

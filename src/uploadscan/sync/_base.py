@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .. import hashtypes
-from .._errors import ConfigError, SyncError, UnknownHashTypeError
+from .._errors import SyncError, UnknownHashTypeError
 from .._lists import EntryUpsert
 
 __all__ = [
@@ -107,9 +107,3 @@ def map_signal_type(name: str) -> tuple[str, tuple[str, ...]] | None:
 def bounded_labels(labels: Iterable[str]) -> tuple[str, ...]:
     """Labels as a sorted tuple of distinct, non-empty, stripped strings."""
     return tuple(sorted({x.strip() for x in labels if isinstance(x, str) and x.strip()}))
-
-
-def check_uri_param(name: str, value: str, allowed: Iterable[str]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"source option {name}={value!r} is not one of {', '.join(allowed)}")
-    return value

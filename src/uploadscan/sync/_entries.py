@@ -9,6 +9,7 @@ means a skip reason reads the same in every sync summary.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -18,6 +19,8 @@ from .._lists import EntryUpsert
 
 __all__ = ["EntryBuilder"]
 
+_LOWER_HEX = re.compile(r"[0-9a-f]+")
+
 
 class EntryBuilder:
     """Validates values and builds upserts; counts skips in ``skipped``."""
@@ -25,11 +28,14 @@ class EntryBuilder:
     def __init__(self, skipped: Counter[str]) -> None:
         self.skipped = skipped
         self._types: dict[str, hashtypes.HashType] = {}
+        self._plain_hex: dict[str, bool] = {}
 
     def _type(self, name: str) -> hashtypes.HashType:
         ht = self._types.get(name)
         if ht is None:
             ht = self._types[name] = hashtypes.get(name)
+            # Only types that keep the base class's hex validation may take the fast path.
+            self._plain_hex[name] = type(ht).validate is hashtypes.HashType.validate
         return ht
 
     def canonical(self, hash_type: str, value: object) -> str | None:
@@ -38,7 +44,17 @@ class EntryBuilder:
         ``InvalidHashError`` / ``UnknownHashTypeError`` for malformed input.
         """
         ht = self._type(hash_type)
-        canonical = ht.validate(value)
+        # Fast path for the common well-formed value; the type's own validate() otherwise,
+        # so malformed values get its exact message.
+        if (
+            self._plain_hex[hash_type]
+            and isinstance(value, str)
+            and len(value) == ht.hex_length
+            and _LOWER_HEX.fullmatch(value)
+        ):
+            canonical = value
+        else:
+            canonical = ht.validate(value)
         try:
             ht.check_listable(canonical)
         except InvalidHashError:

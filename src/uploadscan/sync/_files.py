@@ -43,11 +43,11 @@ from .._errors import ConfigError, InvalidHashError, SyncError, UnknownHashTypeE
 from .._lists import EntryUpsert
 from ._base import FetchBatch, bounded_labels, map_signal_type
 from ._entries import EntryBuilder
+from ._filelines import HashingReader, Lines, file_digest, open_list_file
 
 __all__ = ["FORMATS", "FileSource"]
 
 FORMATS = ("auto", "te", "te_csv", "csv", "jsonl", "vpdq")
-_MAX_LINE = 1 << 20
 _MAX_FILES = 100_000
 _GZIP_MAGIC = b"\x1f\x8b"
 _LABEL_SPLIT = re.compile(r"[\s;|]+")
@@ -105,8 +105,8 @@ class FileSource:
         digests: list[tuple[Path, str]] = []
         outer = hashlib.sha256(self._options_key.encode())
         for path in self._files():
-            with _open(path) as f:
-                digest = _digest(f, path)
+            with open_list_file(path) as f:
+                digest = file_digest(f, path)
             digests.append((path, digest))
             outer.update(f"{path.name}\0{digest}\0".encode())
         current = "sha256:" + outer.hexdigest()
@@ -139,8 +139,8 @@ class FileSource:
         hashed fails the batch instead of applying a mix of two versions."""
         builder = EntryBuilder(skipped)
         for path, digest in digests:
-            with _open(path) as f:
-                reader = _HashingReader(f)
+            with open_list_file(path) as f:
+                reader = HashingReader(f)
                 yield from self._parse_file(path, reader, builder)
                 while reader.read(1 << 16):
                     pass
@@ -148,13 +148,13 @@ class FileSource:
                 raise SyncError(f"{path}: the file changed while it was being read; sync again")
 
     def _parse_file(
-        self, path: Path, raw: _HashingReader, builder: EntryBuilder
+        self, path: Path, raw: HashingReader, builder: EntryBuilder
     ) -> Iterator[EntryUpsert]:
         head = raw.peek(2)
         stream: IO[bytes] = raw  # type: ignore[assignment]
         if head[:2] == _GZIP_MAGIC:
             stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[call-overload]
-        lines = _Lines(path, stream)
+        lines = Lines(path, stream)
         fmt = self.format
         if fmt == "auto":
             fmt = _detect(lines, tabular=self._tabular)
@@ -174,7 +174,7 @@ class FileSource:
 
     # ------------------------------------------------------------------ formats
 
-    def _parse_te(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+    def _parse_te(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
         mapping: dict[str, tuple[str, tuple[str, ...]] | None] = {}
         extra_labels = self.extra_labels
         for line in lines.text():
@@ -203,7 +203,7 @@ class FileSource:
             if entry is not None:
                 yield entry
 
-    def _bare_type(self, value: str, lines: _Lines) -> str:
+    def _bare_type(self, value: str, lines: Lines) -> str:
         from .. import hashtypes
 
         if not _HEX.fullmatch(value):
@@ -220,7 +220,7 @@ class FileSource:
             "'<type> <hash>' or set bare_type"
         )
 
-    def _parse_te_csv(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+    def _parse_te_csv(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
         rows = csv.DictReader(lines.text(skip_comments=True))
         missing = {"signal_type", "signal_str"} - set(rows.fieldnames or ())
         if missing:
@@ -246,7 +246,7 @@ class FileSource:
             if entry is not None:
                 yield entry
 
-    def _parse_csv(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+    def _parse_csv(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
         rows = csv.DictReader(lines.text(skip_comments=True))
         fields = set(rows.fieldnames or ())
         cols = self.columns
@@ -260,7 +260,7 @@ class FileSource:
         for row in rows:
             yield from self._record(row, lines, builder)
 
-    def _parse_jsonl(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+    def _parse_jsonl(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
         for line in lines.text():
             if not line.strip():
                 continue
@@ -273,7 +273,7 @@ class FileSource:
             yield from self._record(record, lines, builder)
 
     def _record(
-        self, record: Mapping[str, Any], lines: _Lines, builder: EntryBuilder
+        self, record: Mapping[str, Any], lines: Lines, builder: EntryBuilder
     ) -> Iterator[EntryUpsert]:
         cols = self.columns
         value = record.get(cols["value"])
@@ -310,9 +310,14 @@ class FileSource:
         if entry is not None:
             yield entry
 
-    def _parse_vpdq(self, lines: _Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+    def _parse_vpdq(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
+        """One listed video. The store keys entries by hash value, and a video repeats frame
+        hashes (a still scene), so frames are grouped by hash: each entry carries every
+        timestamp at which its hash occurs (``extra["timestamps"]``), and the coverage rule
+        sees the video's whole timeline again."""
         video = lines.path.name.removesuffix(".gz").removesuffix(".txt")
         labels = bounded_labels(("video", *self.extra_labels))
+        grouped: dict[str, dict[str, Any]] = {}
         for line in lines.text():
             text = line.strip()
             if not text or text[0] == "#":
@@ -333,67 +338,26 @@ class FileSource:
             if quality < 50:
                 builder.skipped["vpdq frame quality < 50 (never matched)"] += 1
                 continue
-            entry = builder.upsert(
-                "pdq",
-                parts[2],
-                labels,
-                f"{video}#{frame}",
-                {"video": video, "frame": frame, "timestamp": timestamp, "quality": quality},
-            )
+            value = parts[2].lower()
+            group = grouped.get(value)
+            if group is None:
+                grouped[value] = {
+                    "video": video,
+                    "frame": frame,
+                    "timestamp": timestamp,
+                    "quality": quality,
+                    "timestamps": [timestamp],
+                }
+            else:
+                group["timestamps"].append(timestamp)
+                group["quality"] = min(group["quality"], quality)
+        for value, extra in grouped.items():
+            entry = builder.upsert("pdq", value, labels, f"{video}#{extra['frame']}", extra)
             if entry is not None:
                 yield entry
 
 
-class _Lines:
-    """Numbered, length-limited, strictly UTF-8 lines of one file; ``error`` names the line."""
-
-    def __init__(self, path: Path, stream: IO[bytes]) -> None:
-        self.path = path
-        self._stream = stream
-        self.lineno = 0
-        self._pushed: list[bytes] = []
-
-    def error(self, message: str) -> SyncError:
-        return SyncError(f"{self.path}, line {self.lineno}: {message}")
-
-    def _raw(self) -> Iterator[bytes]:
-        while True:
-            line = self._pushed.pop() if self._pushed else self._stream.readline(_MAX_LINE + 1)
-            if not line:
-                return
-            self.lineno += 1
-            if len(line) > _MAX_LINE:
-                raise self.error(f"line longer than {_MAX_LINE} bytes")
-            yield line
-
-    def peek_first(self) -> bytes:
-        """The first non-blank, non-comment line (consumed lines are pushed back)."""
-        seen: list[bytes] = []
-        first = b""
-        for line in self._raw():
-            seen.append(line)
-            stripped = line.strip()
-            if stripped and not stripped.startswith(b"#"):
-                first = stripped
-                break
-        self._pushed.extend(reversed(seen))
-        self.lineno -= len(seen)
-        return first
-
-    def text(self, *, skip_comments: bool = False) -> Iterator[str]:
-        for raw in self._raw():
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise self.error("not valid UTF-8") from None
-            if line.startswith("\ufeff") and self.lineno == 1:
-                line = line[1:]
-            if skip_comments and line.lstrip().startswith("#"):
-                continue
-            yield line
-
-
-def _detect(lines: _Lines, *, tabular: bool) -> str:
+def _detect(lines: Lines, *, tabular: bool) -> str:
     first = lines.peek_first()
     if not first:
         return "te"  # empty file: an empty list in any format
@@ -409,71 +373,6 @@ def _detect(lines: _Lines, *, tabular: bool) -> str:
             return "te_csv"
         return "csv"
     return "te"
-
-
-class _HashingReader:
-    """Reads a binary file while feeding SHA-256, so a parse covers exactly the bytes hashed."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-        self._sha = hashlib.sha256()
-        self._buffer = b""
-
-    def peek(self, n: int) -> bytes:
-        if len(self._buffer) < n:
-            more = self._f.read(n - len(self._buffer))
-            self._sha.update(more)
-            self._buffer += more
-        return self._buffer[:n]
-
-    def read(self, n: int = -1) -> bytes:
-        if self._buffer:
-            data, self._buffer = self._buffer, b""
-            if n < 0:
-                rest = self._f.read()
-                self._sha.update(rest)
-                return data + rest
-            if len(data) >= n:
-                data, self._buffer = data[:n], data[n:]
-                return data
-            rest = self._f.read(n - len(data))
-            self._sha.update(rest)
-            return data + rest
-        data = self._f.read(n)
-        self._sha.update(data)
-        return data
-
-    def readline(self, limit: int = -1) -> bytes:
-        if self._buffer:
-            head = self.read(len(self._buffer))
-            if b"\n" in head:  # only possible on tiny peeks; keep it simple
-                line, _, rest = head.partition(b"\n")
-                self._buffer = rest
-                return line + b"\n"
-            return head + self.readline(limit - len(head) if limit >= 0 else -1)
-        line = self._f.readline(limit)
-        self._sha.update(line)
-        return line
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-
-def _open(path: Path) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except OSError as exc:
-        raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
-
-
-def _digest(f: IO[bytes], path: Path) -> str:
-    sha = hashlib.sha256()
-    try:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-    except OSError as exc:
-        raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
-    return sha.hexdigest()
 
 
 def _short(value: str) -> str:

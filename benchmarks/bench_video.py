@@ -1,0 +1,241 @@
+"""Video hashing speed and match verdicts: uploadscan vs vPDQ at one frame a second.
+
+Builds a 60 s 1280x720 H.264 clip (12 shared Kodak photos, 5 s each with a slow zoom/pan,
+libx264 defaults through PyAV) in a temporary directory on first run, then times:
+
+- ``uploadscan``: ``_video.hash_video`` (keyframes + time sampling, NONREF decode, luma PDQ);
+- ``vpdq 1fps``: the ``vpdq`` package's ``computeHash(seconds_per_hash=1)`` (if installed);
+- ``pyav+pdqhash 1fps``: PyAV decoding every frame, ``pdqhash`` on one frame a second (the
+  reference pipeline, always measured);
+- ``pyav decode all`` and ``pyav keyframes only``: decoding alone, as bounds.
+
+Then the match verdicts of uploadscan's and vPDQ's hashes of the vPDQ sample videos and the
+synthetic transformed copies against the reference lists, under the time-coverage rule.
+
+    python benchmarks/bench_video.py            # full run
+    python benchmarks/bench_video.py --quick    # smoke run (10 s clip, 1 repeat), < 60 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import fractions
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pdqhash
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import find_test_data  # noqa: E402
+
+from uploadscan._limits import DEFAULT_LIMITS  # noqa: E402
+from uploadscan._result import FrameHash  # noqa: E402
+from uploadscan._video import hash_video  # noqa: E402
+from uploadscan._vpdq import compare_videos, read_vpdq  # noqa: E402
+
+try:
+    import vpdq
+except ImportError:  # reported as missing
+    vpdq = None
+
+
+def make_clip(data: Path, path: Path, seconds: int, fps: int = 30) -> None:
+    width, height = 1280, 720
+    photos = [
+        Image.open(p).convert("RGB") for p in sorted((data / "kodak").glob("kodim*.png"))[:12]
+    ]
+    per_photo = seconds * fps // len(photos) or 1
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
+        stream.codec_context.time_base = fractions.Fraction(1, fps)
+        for i in range(seconds * fps):
+            image = photos[min(i // per_photo, len(photos) - 1)]
+            t = (i % per_photo) / per_photo
+            iw, ih = image.size
+            base_w = min(iw, ih * width / height)
+            base_h = base_w * height / width
+            zoom = 1.0 + 0.3 * t
+            cw, ch = base_w / zoom, base_h / zoom
+            x0, y0 = (iw - cw) * t, (ih - ch) / 2
+            frame_image = image.transform(
+                (width, height),
+                Image.Transform.EXTENT,
+                (x0, y0, x0 + cw, y0 + ch),
+                resample=Image.Resampling.BILINEAR,
+            )
+            frame = av.VideoFrame.from_image(frame_image)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    tmp.rename(path)
+
+
+def pyav_decode(path: Path, keyframes_only: bool = False) -> int:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if keyframes_only:
+            stream.codec_context.skip_frame = "NONKEY"
+        return sum(1 for _ in container.decode(stream))
+
+
+def pyav_pdqhash_1fps(path: Path) -> list[FrameHash]:
+    """Reference pipeline: decode every frame, pdqhash on the first frame of every second."""
+    out = []
+    next_time = 0.0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            t = float(frame.time or 0.0)
+            if t + 1e-6 >= next_time:
+                bits, quality = pdqhash.compute(frame.to_ndarray(format="rgb24"))
+                out.append(
+                    FrameHash(t, np.packbits(bits.astype(np.uint8)).tobytes().hex(), quality)
+                )
+                next_time += 1.0
+    return out
+
+
+def vpdq_1fps(path: Path) -> list[FrameHash]:
+    assert vpdq is not None
+    features = vpdq.computeHash(str(path), seconds_per_hash=1.0)
+    return [FrameHash(float(f.timestamp), f.hex, int(f.quality)) for f in features]
+
+
+def ours(path: Path) -> list[FrameHash]:
+    media_type = "video/webm" if path.suffix == ".webm" else "video/mp4"
+    return list(hash_video(path.read_bytes(), media_type, DEFAULT_LIMITS).frames)
+
+
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def machine() -> str:
+    model = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    return (
+        f"{platform.platform()} | {model} | cpus={os.cpu_count()} | load={load} | "
+        f"python {platform.python_version()} | PyAV {av.__version__} | numpy {np.__version__} | "
+        f"vpdq {'installed' if vpdq is not None else 'MISSING'}"
+    )
+
+
+def speed(clip: Path, repeats: int) -> None:
+    runs: dict[str, Callable[[], object]] = {"uploadscan": lambda: ours(clip)}
+    if vpdq is not None:
+        runs["vpdq 1fps (thread_count=0)"] = lambda: vpdq_1fps(clip)
+    runs["pyav+pdqhash 1fps"] = lambda: pyav_pdqhash_1fps(clip)
+    runs["pyav decode all"] = lambda: pyav_decode(clip)
+    runs["pyav keyframes only"] = lambda: pyav_decode(clip, keyframes_only=True)
+    for fn in runs.values():  # warm-up (imports, page cache, PDQ matrices)
+        fn()
+    # interleave repeats so machine noise hits every pipeline alike
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            samples[name].extend(timed(fn, 1))
+    ours_median = statistics.median(samples["uploadscan"])
+    print(f"\nclip: {clip.name} ({clip.stat().st_size / 1e6:.1f} MB), {repeats} repeats")
+    print(f"{'pipeline':30s} {'median s':>9s} {'max s':>8s} {'x uploadscan':>13s}")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        print(f"{name:30s} {median:9.3f} {max(values):8.3f} {median / ours_median:13.2f}")
+    frames = ours(clip)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONKEY"
+        keys = [round(float(f.time or 0), 2) for f in container.decode(stream)]
+    print(f"uploadscan kept {len(frames)} frames; keyframes at {keys}")
+
+
+def verdicts(data: Path) -> None:
+    hashes = data / "threatexchange/vpdq/sample-hashes"
+    lists = {
+        "chair-orig-22-sd-bar": read_vpdq(hashes / "chair-orig-22-sd-bar.txt"),
+        "pattern-hd-no-bar": read_vpdq(hashes / "pattern-hd-no-bar.txt"),
+        "multishot_4photos": read_vpdq(
+            data / "expected_computed/vpdq/synthetic-videos__multishot_4photos.mp4.txt"
+        ),
+    }
+    videos = sorted((data / "threatexchange/tmk/sample-videos").glob("*.mp4"))
+    videos += sorted((data / "synthetic-videos").glob("multishot*"))
+    videos = [v for v in videos if v.suffix in (".mp4", ".webm")]
+    print("\nverdicts under the time-coverage rule (coverage of the list's time; M = match >= 0.8)")
+    header = "  ".join(f"{name[:20]:>20s}" for name in lists)
+    print(f"{'video':36s} {'hasher':10s} {header}   same")
+    disagreements = 0
+    for video in videos:
+        rows = {"uploadscan": ours(video)}
+        if vpdq is not None:
+            rows["vpdq 1fps"] = vpdq_1fps(video)
+        else:
+            rows["pyav+pdq"] = pyav_pdqhash_1fps(video)
+        results = {
+            hasher: [compare_videos(listed, frames) for listed in lists.values()]
+            for hasher, frames in rows.items()
+        }
+        verdict_sets = {tuple(r.is_match for r in res) for res in results.values()}
+        same = len(verdict_sets) == 1
+        disagreements += not same
+        for hasher, res in results.items():
+            cells = "  ".join(
+                f"{r.listed_coverage:18.2f}{'M' if r.is_match else ' '} " for r in res
+            )
+            print(f"{video.name[:36]:36s} {hasher:10s} {cells}   {'yes' if same else 'NO'}")
+    print(f"videos with different verdicts: {disagreements} of {len(videos)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 s clip, 1 repeat, no verdicts")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    data = find_test_data()
+    seconds = 10 if args.quick else 60
+    work = Path(tempfile.gettempdir()) / "uploadscan-bench-video"
+    work.mkdir(exist_ok=True)
+    clip = work / f"clip{seconds}s_720p_h264.mp4"
+    print(machine())
+    print(
+        "threads: uploadscan decodes GOP chunks on min(4, cpus) threads (1 FFmpeg thread each); "
+        "vpdq thread_count=0 (auto); PyAV runs use FFmpeg's default threading"
+    )
+    if not clip.exists():
+        started = time.perf_counter()
+        make_clip(data, clip, seconds)
+        print(f"made {clip} in {time.perf_counter() - started:.1f} s")
+    speed(clip, 1 if args.quick else args.repeats)
+    if not args.quick:
+        verdicts(data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""``uploadscan sync``, ``uploadscan keys generate`` and ``uploadscan feed publish``.
+
+``sync`` pulls lists from their sources and rebuilds the index files once afterwards, so that
+scanners in other processes (which never build inside a scan) pick up the new version at once.
+``keys`` and ``feed`` are the publisher's side of the signed HTTP feed (docs/feed.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from ._output import print_json_line, print_table
+
+
+def register(subparsers: Any) -> None:
+    from . import add_home_argument
+
+    sync = subparsers.add_parser("sync", help="pull configured lists from their sources")
+    add_home_argument(sync)
+    sync.add_argument("names", nargs="*", metavar="LIST", help="lists to sync (default: all)")
+    sync.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="keep syncing, this long between rounds"
+    )
+    sync.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    sync.set_defaults(handler=run_sync)
+
+    keys = subparsers.add_parser("keys", help="signing keys for publishing a feed")
+    add_home_argument(keys)
+    key_actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    generate = key_actions.add_parser("generate", help="create an Ed25519 key pair")
+    add_home_argument(generate)
+    generate.add_argument("path", help="private key file to create (public key: PATH.pub)")
+    generate.set_defaults(handler=run_keys_generate)
+
+    feed = subparsers.add_parser("feed", help="publish a hash list as a signed static feed")
+    add_home_argument(feed)
+    feed_actions = feed.add_subparsers(dest="feed_command", metavar="ACTION", required=True)
+    publish = feed_actions.add_parser("publish", help="publish the next version of a list")
+    add_home_argument(publish)
+    publish.add_argument("list_file", help="the list (any format 'lists add' accepts)")
+    publish.add_argument("feed_dir", help="directory served by your web server or CDN")
+    publish.add_argument("--key", required=True, help="private key from 'keys generate'")
+    publish.add_argument("--name", help="list name in the manifest (default: file stem)")
+    publish.set_defaults(handler=run_feed_publish)
+
+
+def _sync_round(home: str | None, names: list[str], as_json: bool) -> int:
+    from .._scanner import Scanner
+
+    with Scanner.open(home, audit=False) as scanner:
+        results = scanner.sync(names or None)
+    failed = False
+    if as_json:
+        for result in results:
+            print_json_line(result.to_dict())
+            failed = failed or not result.ok
+        return 2 if failed else 0
+    rows = []
+    for result in results:
+        failed = failed or not result.ok
+        rows.append(
+            (
+                result.list_name,
+                result.added,
+                result.removed,
+                result.unchanged,
+                result.version if result.version is not None else "-",
+                f"{result.seconds:.2f}s",
+                result.error or "ok",
+            )
+        )
+    print_table(("LIST", "ADDED", "REMOVED", "UNCHANGED", "VERSION", "TIME", "STATUS"), rows)
+    return 2 if failed else 0
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    if args.watch is None:
+        return _sync_round(args.home, args.names, args.json)
+    if args.watch <= 0:
+        from .._errors import ConfigError
+
+        raise ConfigError("--watch takes a positive number of seconds")
+    while True:
+        _sync_round(args.home, args.names, args.json)
+        time.sleep(args.watch)
+
+
+def run_keys_generate(args: argparse.Namespace) -> int:
+    from ..sync import generate_keypair
+
+    public = generate_keypair(args.path)
+    print(f"private key: {args.path} (keep it secret)")
+    print(f"public key:  {public}")
+    print("subscribers pin it: uploadscan lists add NAME --source 'https://HOST/FEED/?key=" + public + "'")
+    return 0
+
+
+def run_feed_publish(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..sync import publish_feed
+
+    name = args.name or Path(args.list_file).stem
+    result = publish_feed(args.list_file, args.feed_dir, args.key, list_name=name)
+    print_json_line(dataclass_dict(result))
+    return 0
+
+
+def dataclass_dict(obj: Any) -> dict[str, Any]:
+    import dataclasses
+
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out[f.name] = str(value) if not isinstance(value, int | float | str | bool | type(None)) else value
+    return out

@@ -1,0 +1,133 @@
+"""Reading list files line by line: numbered, length-limited, strictly UTF-8, and hashed.
+
+Split from ``_files`` so the format parsers there read as parsers. ``HashingReader`` feeds
+every byte it hands out to SHA-256, so a parse covers exactly the bytes whose digest became
+the checkpoint; ``Lines`` makes every parse error name the file and line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from .._errors import SyncError
+
+__all__ = ["MAX_LINE", "HashingReader", "Lines", "file_digest", "open_list_file"]
+
+MAX_LINE = 1 << 20
+
+
+class Lines:
+    """Numbered, length-limited, strictly UTF-8 lines of one file; ``error`` names the line."""
+
+    def __init__(self, path: Path, stream: IO[bytes]) -> None:
+        self.path = path
+        self._stream = stream
+        self.lineno = 0
+        self._pushed: list[bytes] = []
+
+    def error(self, message: str) -> SyncError:
+        return SyncError(f"{self.path}, line {self.lineno}: {message}")
+
+    def _raw(self) -> Iterator[bytes]:
+        while True:
+            line = self._pushed.pop() if self._pushed else self._stream.readline(MAX_LINE + 1)
+            if not line:
+                return
+            self.lineno += 1
+            if len(line) > MAX_LINE:
+                raise self.error(f"line longer than {MAX_LINE} bytes")
+            yield line
+
+    def peek_first(self) -> bytes:
+        """The first non-blank, non-comment line (consumed lines are pushed back)."""
+        seen: list[bytes] = []
+        first = b""
+        for line in self._raw():
+            seen.append(line)
+            stripped = line.strip()
+            if stripped and not stripped.startswith(b"#"):
+                first = stripped
+                break
+        self._pushed.extend(reversed(seen))
+        self.lineno -= len(seen)
+        return first
+
+    def text(self, *, skip_comments: bool = False) -> Iterator[str]:
+        for raw in self._raw():
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self.error("not valid UTF-8") from None
+            if line.startswith("\ufeff") and self.lineno == 1:
+                line = line[1:]
+            if skip_comments and line.lstrip().startswith("#"):
+                continue
+            yield line
+
+
+class HashingReader:
+    """Reads a binary file while feeding SHA-256, so a parse covers exactly the bytes hashed."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._sha = hashlib.sha256()
+        self._buffer = b""
+
+    def peek(self, n: int) -> bytes:
+        if len(self._buffer) < n:
+            more = self._f.read(n - len(self._buffer))
+            self._sha.update(more)
+            self._buffer += more
+        return self._buffer[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            if n < 0:
+                rest = self._f.read()
+                self._sha.update(rest)
+                return data + rest
+            if len(data) >= n:
+                data, self._buffer = data[:n], data[n:]
+                return data
+            rest = self._f.read(n - len(data))
+            self._sha.update(rest)
+            return data + rest
+        data = self._f.read(n)
+        self._sha.update(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._buffer:
+            head = self.read(len(self._buffer))
+            if b"\n" in head:  # only possible on tiny peeks; keep it simple
+                line, _, rest = head.partition(b"\n")
+                self._buffer = rest
+                return line + b"\n"
+            return head + self.readline(limit - len(head) if limit >= 0 else -1)
+        line = self._f.readline(limit)
+        self._sha.update(line)
+        return line
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def open_list_file(path: Path) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
+
+
+def file_digest(f: IO[bytes], path: Path) -> str:
+    sha = hashlib.sha256()
+    try:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    except OSError as exc:
+        raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
+    return sha.hexdigest()

@@ -1,0 +1,213 @@
+"""ThreatExchange threat_updates source against a local Graph-API-shaped server.
+
+The fake follows python-threatexchange (exchanges/clients/fb_threatexchange/api.py
+get_threat_updates and _CursoredResponse; threat_updates.py ThreatUpdateJSON): GET
+``/{privacy_group}/threat_updates/`` with access_token, start_time, limit, fields, types;
+answers ``{"data": [...], "paging": {"next": url}}``; updates carry id, indicator, type,
+last_updated, should_delete and descriptors.data[] with tags and status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _local_http import LocalServer, Reply, Request
+
+from uploadscan._errors import ConfigError, SyncError
+from uploadscan._lists import EntryUpsert, ListKind
+from uploadscan._store import Store
+from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
+from uploadscan.sync import Credentials, HttpOptions, source_from_uri, sync_list
+
+PDQ_A, PDQ_B = PdqHashType.example_values
+MD5_A, MD5_B = Md5HashType.example_values
+SHA_A, _ = Sha256HashType.example_values
+TOKEN = "1234567890|te-secret-9d2e"
+GROUP = "303636684709969"
+FAST = HttpOptions(timeout=2.0, deadline=10.0, retries=1, backoff=0.01)
+
+
+class FakeThreatExchange:
+    def __init__(self, server: LocalServer, page_size: int = 2) -> None:
+        self.server = server
+        self.updates: list[dict[str, Any]] = []
+        self.page_size = page_size
+        server.routes[f"/v26.0/{GROUP}/threat_updates/"] = self.threat_updates
+
+    def add(
+        self,
+        kind: str,
+        indicator: str,
+        *,
+        tags: tuple[str, ...] = (),
+        delete: bool = False,
+        status: str = "MALICIOUS",
+        at: int | None = None,
+    ) -> None:
+        n = len(self.updates) + 1
+        update: dict[str, Any] = {
+            "id": str(9000 + n),
+            "indicator": indicator,
+            "type": kind,
+            "last_updated": at or 1700000000 + n,
+            "should_delete": delete,
+        }
+        if not delete:
+            update["descriptors"] = {
+                "data": [
+                    {
+                        "id": str(7000 + n),
+                        "owner": {"id": "1234567890"},
+                        "status": status,
+                        "tags": list(tags),
+                        "added_on": "2023-11-14T22:13:20+0000",
+                        "reactions": [],
+                    }
+                ]
+            }
+        self.updates.append(update)
+
+    def threat_updates(self, req: Request) -> Reply:
+        if req.query.get("access_token") != [TOKEN]:
+            err = {"error": {"message": "Invalid OAuth access token.", "code": 190}}
+            return Reply(400, json.dumps(err).encode())
+        start = int(req.query.get("start_time", ["0"])[0])
+        offset = int(req.query.get("offset", ["0"])[0])
+        limit = int(req.query.get("limit", ["25"])[0])
+        types = set(req.query.get("types", [""])[0].split(",")) - {""}
+        rows = [u for u in self.updates if u["last_updated"] >= start]
+        if types:
+            rows = [u for u in rows if u["type"] in types]
+        page = rows[offset : offset + limit]
+        body: dict[str, Any] = {"data": page, "paging": {}}
+        if offset + limit < len(rows):
+            query = dict((k, v[0]) for k, v in req.query.items())
+            query["offset"] = str(offset + limit)
+            body["paging"]["next"] = f"{self.server.url}{req.path}?{urllib.parse.urlencode(query)}"
+        return Reply(200, json.dumps(body).encode())
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    with LocalServer() as s:
+        yield s
+
+
+@pytest.fixture
+def te(server: LocalServer) -> FakeThreatExchange:
+    return FakeThreatExchange(server)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "home" / "store.db") as s:
+        s.add_list("gifct", kind=ListKind.BLOCK, source=f"threatexchange:{GROUP}")
+        yield s
+
+
+def _source(server: LocalServer, token: str = TOKEN) -> Any:
+    creds = Credentials.discover(environ={"UPLOADSCAN_THREATEXCHANGE_TOKEN": token})
+    uri = f"threatexchange:{GROUP}?base_url={server.url}/v26.0&page_size=2"
+    return source_from_uri(uri, credentials=creds, http_options=FAST)
+
+
+def _sync(store: Store, server: LocalServer) -> Any:
+    return sync_list(store, "gifct", source=_source(server))
+
+
+def _entries(store: Store) -> dict[tuple[str, str], tuple[str, ...]]:
+    return {(e.hash_type, e.value): e.labels for e in store.list_entries("gifct")}
+
+
+def test_full_sync_maps_types_tags_and_deletes(
+    store: Store, server: LocalServer, te: FakeThreatExchange
+) -> None:
+    te.add("HASH_PDQ", PDQ_A, tags=("terrorism", "gifct_bh"))
+    te.add("HASH_VIDEO_MD5", MD5_A, tags=("video_tag",))
+    te.add("HASH_MD5", MD5_B)
+    te.add("URI", "https://example.org/")  # filtered by types=, never seen
+    te.add("HASH_SHA256", SHA_A)
+    te.add("HASH_MD5", MD5_B, delete=True)
+    te.add("HASH_PDQ", PDQ_B, status="NON_MALICIOUS")
+    result = _sync(store, server)
+    assert _entries(store) == {
+        ("pdq", PDQ_A): ("gifct_bh", "terrorism"),
+        ("md5", MD5_A): ("video", "video_tag"),
+        ("sha256", SHA_A): (),
+    }
+    assert result.skipped == {"marked NON_MALICIOUS by every owner": 1}
+    first = server.log[0].query
+    assert first["access_token"] == [TOKEN] and first["limit"] == ["2"]
+    assert "start_time" not in first
+    assert set(first["types"][0].split(",")) >= {"HASH_PDQ", "HASH_MD5", "HASH_VIDEO_MD5"}
+    assert first["fields"][0].startswith("id,indicator,type,last_updated,should_delete")
+    assert len(server.log) == 3  # 6 updates of the requested types, 2 per page
+    checkpoint = json.loads(store.get_list("gifct").checkpoint or "")
+    assert checkpoint["update_time"] == max(u["last_updated"] for u in te.updates)
+
+
+def test_incremental_sync_starts_at_the_checkpoint(
+    store: Store, server: LocalServer, te: FakeThreatExchange
+) -> None:
+    te.add("HASH_PDQ", PDQ_A)
+    _sync(store, server)
+    highest = te.updates[-1]["last_updated"]
+    te.add("HASH_PDQ", PDQ_A, delete=True)
+    te.add("HASH_MD5", MD5_A)
+    server.log.clear()
+    result = _sync(store, server)
+    assert server.log[0].query["start_time"] == [str(highest)]
+    assert (result.added, result.removed) == (1, 1)
+    assert set(_entries(store)) == {("md5", MD5_A)}
+
+
+def test_stale_checkpoint_refetches_everything_and_sweeps(
+    store: Store, server: LocalServer, te: FakeThreatExchange
+) -> None:
+    # The store holds an entry whose deletion record ThreatExchange has since expired.
+    store.apply_batch("gifct", [EntryUpsert("pdq", PDQ_B)])
+    old = {"update_time": 1600000000, "last_fetch_time": time.time() - 86 * 24 * 3600}
+    store.apply_batch("gifct", [EntryUpsert("pdq", PDQ_B)], checkpoint=json.dumps(old))
+    te.add("HASH_PDQ", PDQ_A)
+    te.add("HASH_MD5", MD5_A)
+    te.add("HASH_MD5", MD5_B)
+    result = _sync(store, server)
+    assert "start_time" not in server.log[0].query
+    assert result.full_refetch
+    assert set(_entries(store)) == {("pdq", PDQ_A), ("md5", MD5_A), ("md5", MD5_B)}
+    assert result.removed == 1
+    fresh = json.loads(store.get_list("gifct").checkpoint or "")
+    assert time.time() - fresh["last_fetch_time"] < 60
+
+
+def test_token_never_appears_in_errors(
+    store: Store, server: LocalServer, te: FakeThreatExchange
+) -> None:
+    te.add("HASH_PDQ", PDQ_A)
+    wrong = "1234567890|wrong-secret-77"
+    source = _source(server, wrong)
+    assert wrong not in repr(source) and wrong not in source.description
+    with pytest.raises(SyncError, match="HTTP 400") as info:
+        sync_list(store, "gifct", source=source)
+    assert "secret" not in str(info.value) and "access_token" not in str(info.value)
+
+    server.routes[f"/v26.0/{GROUP}/threat_updates/"] = lambda req: Reply(500, b"down")
+    with pytest.raises(SyncError) as info:
+        _sync(store, server)
+    assert TOKEN.split("|")[1] not in str(info.value)
+
+
+def test_configuration_errors() -> None:
+    creds = Credentials.discover(environ={"UPLOADSCAN_THREATEXCHANGE_TOKEN": TOKEN})
+    with pytest.raises(ConfigError, match="privacy group id"):
+        source_from_uri("threatexchange:abc", credentials=creds)
+    with pytest.raises(ConfigError, match="needs an app access token"):
+        source_from_uri(f"threatexchange:{GROUP}", credentials=Credentials())
+    with pytest.raises(ConfigError, match="unknown threatexchange option"):
+        source_from_uri(f"threatexchange:{GROUP}?pagesize=3", credentials=creds)
