@@ -206,9 +206,9 @@ def test_replacing_the_file_keeps_open_handles_valid(tmp_path: Path, seed: int) 
     before = triples(old.search(queries, 31))
     HammingIndex.build(new_codes, new_ids, path)
     assert triples(old.search(queries, 31)) == before  # the old mapping still reads the old file
-    assert triples(HammingIndex.open(path).search(queries, 31)) == reference(
-        new_codes, new_ids, queries, 31
-    )
+    expected = reference(new_codes, new_ids, queries, 31)
+    assert triples(HammingIndex.open(path).search(queries, 31)) == expected
+    assert triples(HammingIndex.open(path, populate=True).search(queries, 31)) == expected
     assert [p.name for p in tmp_path.iterdir()] == ["list.idx"]  # no temporary files left
 
 

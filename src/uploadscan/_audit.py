@@ -85,9 +85,13 @@ def decisions(
     action: str | None = None,
     review_status: str | None = None,
     limit: int | None = None,
+    verdict_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Decisions with ``since <= time < until``, oldest first."""
     where, args = ["1"], []  # type: list[str], list[Any]
+    if verdict_id is not None:
+        where.append("verdict_id = ?")
+        args.append(verdict_id)
     if since is not None:
         where.append("time >= ?")
         args.append(float(since))

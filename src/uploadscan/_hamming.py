@@ -225,9 +225,13 @@ class HammingIndex:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> HammingIndex:
-        """Memory-map ``path``; raises ``IndexError_`` if it is missing or damaged."""
-        mapped = map_file(path, _KIND, frozenset({_VERSION}))
+    def open(cls, path: str | os.PathLike[str], *, populate: bool = False) -> HammingIndex:
+        """Memory-map ``path``; raises ``IndexError_`` if it is missing or damaged.
+
+        ``populate`` maps every page at open (about 0.3 s for a 10 M index already in the page
+        cache) so a long-lived worker's first queries do not pay page faults (up to ~15 ms).
+        """
+        mapped = map_file(path, _KIND, frozenset({_VERSION}), populate=populate)
         try:
             index = cls(mapped)
             index._check_structure()

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image
 
 from . import hashtypes
@@ -32,7 +33,8 @@ from ._media import (
     open_image,
     read_media,
 )
-from ._pdq import JPEG_DRAFT_MIN_SIDE, pdq_variants_from_image
+from ._borders import Luma, content_box
+from ._pdq import JPEG_DRAFT_MIN_SIDE, image_luma, pdq_variants_from_luma
 from ._result import HashResult
 
 if TYPE_CHECKING:
@@ -229,9 +231,10 @@ def _hash_image(
         image.load()
         check_deadline(started, limits, media_type, "decoding")
         if need_pdq:
-            variants, quality = pdq_variants_from_image(
-                image, original_size=original_size, dihedral=dihedral
-            )
+            luma = image_luma(image)
+            variants, quality = pdq_variants_from_luma(luma, original_size, dihedral=dihedral)
+            if dihedral:
+                variants += _trimmed_variants(luma, original_size)
         for name, function in functions.items():
             extra[name] = str(function(image))
         check_deadline(started, limits, media_type, "hashing")
@@ -248,6 +251,25 @@ def _hash_image(
         extra=extra,
     )
     return result, variants
+
+
+def _trimmed_variants(luma: Luma, original_size: tuple[int, int]) -> tuple[str, ...]:
+    """PDQ variants of the picture inside uniform borders, if it has any.
+
+    A letterboxed, padded or screenshot-on-a-flat-background copy of a listed image only
+    matches once the borders are gone; the trimmed hashes are extra queries, never the
+    image's reported PDQ.
+    """
+    box = content_box(luma)
+    if box is None:
+        return ()
+    top, bottom, left, right = box
+    scale_x = original_size[0] / luma.shape[1]
+    scale_y = original_size[1] / luma.shape[0]
+    size = (round((right - left) * scale_x), round((bottom - top) * scale_y))
+    cropped = np.ascontiguousarray(luma[top:bottom, left:right])
+    variants, _ = pdq_variants_from_luma(cropped, size, dihedral=True)
+    return variants
 
 
 def _draft(image: Image.Image) -> None:

@@ -74,6 +74,10 @@ class Lookup:
 
     def _reload_lists(self) -> None:
         version = self._store.version()
+        if version > self._matcher.version:
+            # A write committed (here or in another process): serve it now rather than after
+            # the matcher's own polling interval. Cheap: a delta read, never an index build.
+            self._matcher.refresh(build=False)
         if version != self._lists_version:
             lists = {hl.name: hl for hl in self._store.lists()}
             needed = {t for hl in lists.values() for t, n in hl.counts_by_type.items() if n > 0}

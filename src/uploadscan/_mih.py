@@ -74,15 +74,18 @@ def scan(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """Brute force in blocks: (query, row, distance) of every hit, sorted by query then row."""
     found_q, found_r, found_d = [], [], []
-    block = max(1, SCAN_BLOCK // max(1, queries.shape[0]))
-    for start in range(0, words.shape[0], block):
-        chunk = words[start : start + block]
-        xor = chunk[None, :, :] ^ queries[:, None, :]
-        dist = row_distances(xor.reshape(-1, words.shape[1])).reshape(queries.shape[0], -1)
-        q, r = np.nonzero(dist <= max_distance)
-        found_q.append(q)
-        found_r.append(r + start)
-        found_d.append(dist[q, r])
+    group = 32  # queries per pass, so that a block still holds >= SCAN_BLOCK / 32 rows
+    for first in range(0, queries.shape[0], group):
+        some = queries[first : first + group]
+        block = SCAN_BLOCK // some.shape[0]
+        for start in range(0, words.shape[0], block):
+            chunk = words[start : start + block]
+            xor = chunk[None, :, :] ^ some[:, None, :]
+            dist = row_distances(xor.reshape(-1, words.shape[1])).reshape(some.shape[0], -1)
+            q, r = np.nonzero(dist <= max_distance)
+            found_q.append(q + first)
+            found_r.append(r + start)
+            found_d.append(dist[q, r])
     if not found_q:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
     q_all, r_all = np.concatenate(found_q), np.concatenate(found_r)

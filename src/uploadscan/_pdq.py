@@ -230,9 +230,15 @@ def pdq_variants_from_image(
 ) -> tuple[tuple[str, ...], int]:
     """``pdq_from_image`` plus, with ``dihedral``, the 7 rotated/mirrored variants."""
     size = original_size if original_size is not None else image.size
+    return pdq_variants_from_luma(image_luma(image), size, dihedral=dihedral)
+
+
+def image_luma(image: Image.Image) -> Float32Array:
+    """The luma plane PDQ works on: RGB-converted as the reference does (palette and alpha
+    included), shrunk with ``Image.reduce`` when large. Pair it with the original size."""
     if image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")  # what the reference does, palette and alpha included
+        image = image.convert("RGB")
     factor = min(image.size) // REDUCE_MIN_SIDE
     if factor > 1:
         image = image.reduce(factor)
-    return pdq_variants_from_luma(_luma_of(image), size, dihedral=dihedral)
+    return _luma_of(image)

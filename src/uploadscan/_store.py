@@ -406,6 +406,7 @@ class Store:
         action: str | None = None,
         review_status: str | None = None,
         limit: int | None = None,
+        verdict_id: str | None = None,
     ) -> list[dict[str, Any]]:
         return _audit.decisions(
             self._conn(),
@@ -414,6 +415,7 @@ class Store:
             action=action,
             review_status=review_status,
             limit=limit,
+            verdict_id=verdict_id,
         )
 
     def set_review(self, verdict_id: str, status: str, note: str | None = None) -> None:

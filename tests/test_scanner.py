@@ -1,0 +1,283 @@
+"""Scanner end to end: real images and videos, a real data directory, lists synced from files.
+
+List hashes are computed with the reference ``pdqhash`` on the full-resolution decode (and
+hashlib), never with uploadscan, so a bug in our hashing cannot hide behind matching itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pdqhash
+import pytest
+from PIL import Image, ImageOps
+
+import uploadscan
+from uploadscan import Action, Scanner
+from uploadscan._review import feedback, record_review, review_queue
+
+LISTED = ["kodak/kodim03.png", "kodak/kodim07.png", "kodak/kodim15.png"]
+UNRELATED = ["kodak/kodim01.png", "kodak/kodim20.png", "scikit-image/astronaut.png"]
+
+
+def reference_pdq(image: Image.Image) -> str:
+    bits, _ = pdqhash.compute(np.asarray(image.convert("RGB")))
+    return bytes(np.packbits(bits.astype(np.uint8))).hex()
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def write_list(path: Path, data_dir: Path, names: list[str]) -> None:
+    lines = []
+    for name in names:
+        file = data_dir / name
+        lines.append(f"pdq {reference_pdq(Image.open(file))}")
+        lines.append(f"md5 {hashlib.md5(file.read_bytes()).hexdigest()}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture()
+def scanner(tmp_path: Path, data_dir: Path) -> Scanner:
+    list_file = tmp_path / "block.txt"
+    write_list(list_file, data_dir, LISTED)
+    s = Scanner.open(tmp_path / "home")
+    s.add_list("block", kind="block", source=str(list_file))
+    results = s.sync()
+    assert [r.ok for r in results] == [True]
+    return s
+
+
+def test_exact_file_is_blocked_by_md5_and_pdq(scanner: Scanner, data_dir: Path) -> None:
+    verdict = scanner.scan(data_dir / LISTED[0])
+    assert verdict.action is Action.BLOCK
+    types = {m.hash_type for m in verdict.matches}
+    assert types == {"md5", "pdq"}
+    pdq_match = next(m for m in verdict.matches if m.hash_type == "pdq")
+    assert pdq_match.list_name == "block" and pdq_match.distance <= 31
+    assert verdict.list_versions["block"] >= 1
+    assert json.loads(json.dumps(verdict.to_dict()))["action"] == "block"
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda im: jpeg(im, 30),
+        lambda im: jpeg(im.resize((im.width // 3, im.height // 3))),
+        lambda im: jpeg(ImageOps.mirror(im)),
+        lambda im: jpeg(ImageOps.flip(im)),
+        lambda im: jpeg(im.rotate(90, expand=True)),
+        lambda im: jpeg(im.rotate(270, expand=True)),
+        lambda im: jpeg(ImageOps.grayscale(im)),
+        lambda im: jpeg(ImageOps.pad(im, (im.width, im.width), color="black")),
+        lambda im: jpeg(ImageOps.expand(im, border=60, fill="white")),
+    ],
+    ids=["q30", "third", "mirror", "flip", "rot90", "rot270", "grey", "letterbox", "padding"],
+)
+def test_altered_copies_are_caught(scanner: Scanner, data_dir: Path, transform) -> None:  # type: ignore[no-untyped-def]
+    for name in LISTED:
+        verdict = scanner.scan(transform(Image.open(data_dir / name)))
+        assert verdict.action is Action.BLOCK, (name, verdict.to_dict())
+        assert all(m.hash_type == "pdq" for m in verdict.matches)
+
+
+def test_unrelated_images_are_allowed(scanner: Scanner, data_dir: Path) -> None:
+    for name in UNRELATED:
+        verdict = scanner.scan(data_dir / name)
+        assert verdict.action is Action.ALLOW, verdict.to_dict()
+        assert verdict.matches == ()
+        assert set(verdict.hashes) >= {"md5", "sha256", "pdq"}
+
+
+def test_dihedral_queries_can_be_turned_off(tmp_path: Path, scanner: Scanner, data_dir: Path) -> None:
+    mirrored = jpeg(ImageOps.mirror(Image.open(data_dir / LISTED[1])))
+    with Scanner.open(scanner.home, dihedral=False) as plain:
+        assert plain.scan(mirrored).action is Action.ALLOW
+    assert scanner.scan(mirrored).action is Action.BLOCK
+
+
+def test_input_kinds(scanner: Scanner, data_dir: Path) -> None:
+    path = data_dir / LISTED[2]
+    data = path.read_bytes()
+    for media in (path, str(path), data, io.BytesIO(data)):
+        assert scanner.scan(media).action is Action.BLOCK
+
+
+def test_bad_media_gets_fail_mode_or_raises_in_strict(scanner: Scanner) -> None:
+    verdict = scanner.scan(b"this is not an image", filename="photo.jpg")
+    assert verdict.action is Action.REVIEW
+    assert verdict.errors and verdict.errors[0].type == "UnsupportedMediaError"
+    assert "fail mode" in " ".join(verdict.reasons)
+    with pytest.raises(uploadscan.MediaError):
+        scanner.scan(b"\xff\xd8\xff\xe0garbage", strict=True)
+    with Scanner.open(scanner.home, fail_mode="allow") as lenient:
+        assert lenient.scan(b"").action is Action.ALLOW
+
+
+def test_allowlist_overrides(scanner: Scanner, data_dir: Path, tmp_path: Path) -> None:
+    allow_file = tmp_path / "allow.txt"
+    write_list(allow_file, data_dir, LISTED[:1])
+    scanner.add_list("documentary", kind="allow", source=str(allow_file))
+    scanner.sync(["documentary"])
+    verdict = scanner.scan(data_dir / LISTED[0])
+    assert verdict.action is Action.ALLOW
+    assert {m.list_name for m in verdict.matches} == {"block", "documentary"}
+    assert "overrides" in verdict.reasons[0]
+    assert scanner.scan(data_dir / LISTED[1]).action is Action.BLOCK
+
+
+def test_distance_band_and_review_list(scanner: Scanner, data_dir: Path) -> None:
+    from uploadscan import ListSettings
+
+    copy = jpeg(Image.open(data_dir / LISTED[0]).resize((200, 133)), 25)
+    distance = min(m.distance for m in scanner.scan(copy).matches)
+    assert distance > 0
+    scanner.store.update_settings("block", ListSettings(pdq_action_distance=distance - 1))
+    verdict = scanner.scan(copy)
+    assert verdict.action is Action.REVIEW
+    assert verdict.matches[0].action is Action.REVIEW
+
+
+def test_stale_list_uses_fail_mode(scanner: Scanner, data_dir: Path) -> None:
+    from uploadscan import ListSettings
+
+    scanner.store.update_settings("block", ListSettings(max_age_seconds=0.01))
+    time.sleep(0.05)
+    verdict = scanner.scan(data_dir / UNRELATED[0])
+    assert verdict.action is Action.REVIEW
+    assert any("not synced" in r for r in verdict.reasons)
+
+
+def test_lookup_precomputed_hashes(scanner: Scanner, data_dir: Path) -> None:
+    listed = reference_pdq(Image.open(data_dir / LISTED[1]))
+    flipped = f"{int(listed, 16) ^ ((1 << 20) - 1):064x}"  # 20 bits away: still a match
+    verdict = scanner.lookup({"pdq": flipped})
+    assert verdict.action is Action.BLOCK
+    assert verdict.matches[0].distance == 20
+    far = f"{int(listed, 16) ^ ((1 << 40) - 1):064x}"
+    assert scanner.lookup({"pdq": [far]}).action is Action.ALLOW
+    with pytest.raises(uploadscan.InvalidHashError):
+        scanner.lookup({"pdq": "xyz"})
+    with pytest.raises(uploadscan.UnknownHashTypeError):
+        scanner.lookup({"tmk": "00"})
+
+
+def test_audit_review_and_feedback(scanner: Scanner, data_dir: Path) -> None:
+    from uploadscan import ListSettings
+
+    scanner.store.update_settings("block", ListSettings(pdq_action_distance=0))
+    copy = jpeg(Image.open(data_dir / LISTED[2]).resize((300, 200)), 40)
+    verdict = scanner.scan(copy)
+    assert verdict.action is Action.REVIEW
+    queue = review_queue(scanner.store)
+    assert [item["verdict_id"] for item in queue] == [verdict.id]
+    assert queue[0]["sha256"] == hashlib.sha256(copy).hexdigest()
+    record_review(scanner.store, verdict.id, "overturn", note="art project", allowlist="fp")
+    assert review_queue(scanner.store) == []
+    rows = feedback(scanner.store)
+    assert rows and rows[0]["list"] == "block" and rows[0]["reason"] == "art project"
+    # The overturned content is now allowed; the original listed image is still blocked.
+    assert scanner.scan(copy).action is Action.ALLOW
+    assert scanner.scan(data_dir / LISTED[0]).action is Action.BLOCK
+
+
+def test_no_content_is_stored(scanner: Scanner, data_dir: Path) -> None:
+    data = (data_dir / LISTED[0]).read_bytes()
+    scanner.scan(data)
+    store_file = scanner.home / "store.sqlite3"
+    scanner.close()
+    raw = store_file.read_bytes() + b"".join(
+        p.read_bytes() for p in store_file.parent.glob("store.sqlite3-*")
+    )
+    assert data[1000:1064] not in raw
+
+
+def test_threads_share_one_scanner(scanner: Scanner, data_dir: Path) -> None:
+    payloads = [(data_dir / n).read_bytes() for n in LISTED + UNRELATED]
+    expected = [Action.BLOCK] * len(LISTED) + [Action.ALLOW] * len(UNRELATED)
+    failures: list[object] = []
+
+    def work() -> None:
+        for _ in range(3):
+            for payload, want in zip(payloads, expected, strict=True):
+                got = scanner.scan(payload).action
+                if got is not want:
+                    failures.append((got, want))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def _scan_in_child(home: str, path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    with Scanner.open(home) as s:
+        queue.put(s.scan(path).action.value)
+
+
+def test_processes_share_one_data_directory(scanner: Scanner, data_dir: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    procs = [
+        ctx.Process(target=_scan_in_child, args=(str(scanner.home), str(data_dir / p), queue))
+        for p in (LISTED[0], UNRELATED[0])
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert sorted(queue.get(timeout=5) for _ in procs) == ["allow", "block"]
+
+
+def test_video_list_from_reference_vpdq(tmp_path: Path, data_dir: Path) -> None:
+    hashes = data_dir / "threatexchange/vpdq/sample-hashes"
+    videos = data_dir / "threatexchange/tmk/sample-videos"
+    with Scanner.open(tmp_path / "home") as s:
+        s.add_list("chair", kind="block", source=str(hashes / "chair-orig-22-sd-bar.txt"))
+        s.add_list("pattern", kind="review", source=str(hashes / "pattern-hd-no-bar.txt"))
+        assert all(r.ok for r in s.sync())
+        chair = s.scan(videos / "chair-20-sd-bar.mp4")
+        assert chair.action is Action.BLOCK
+        match = chair.matches[0]
+        assert match.video == "chair-orig-22-sd-bar" and match.coverage is not None
+        assert match.coverage >= 0.8 and match.timestamps
+        # Bars added to the listed video: only the trimmed frame hashes match.
+        assert s.scan(videos / "pattern-sd-grey-bar.mp4").action is Action.REVIEW
+        assert s.scan(videos / "doorknob-hd-no-bar.mp4").action is Action.ALLOW
+        assert s.scan(videos / "test-padded-dimensions.mp4").action is Action.ALLOW
+
+
+def test_cli_scan_exit_statuses(scanner: Scanner, data_dir: Path) -> None:
+    home = str(scanner.home)
+    scanner.close()
+
+    def run(*files: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "uploadscan.cli", "scan", "--home", home, *map(str, files)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    clean = run(data_dir / UNRELATED[0])
+    assert clean.returncode == 0, clean.stderr
+    flagged = run(data_dir / UNRELATED[0], data_dir / LISTED[0])
+    assert flagged.returncode == 1
+    lines = [json.loads(line) for line in flagged.stdout.splitlines()]
+    assert [line["action"] for line in lines] == ["allow", "block"]
+    broken = run(Path(__file__))
+    assert broken.returncode == 2
