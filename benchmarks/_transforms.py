@@ -3,7 +3,7 @@ hash list was made from and the copy someone uploads.
 
 Each ``Transform`` is one edit at one strength, a pure function of a Pillow RGB image (noise is
 seeded, so every run sees the same pixels), plus the file format the result is saved in. Edits
-are saved losslessly as PNG unless the transform is itself about encoding, so each row measures
+are saved losslessly (as BMP, the cheapest lossless container to write) unless the transform is itself about encoding, so each row measures
 one edit and not an unrelated JPEG round trip; the chains add the realistic re-encoding.
 
 ``group`` says how the result is judged: "standard" transforms are the ones a perceptual hash is
@@ -33,8 +33,8 @@ class Transform:
     family: str
     group: str
     edit: Edit
-    #: "PNG", "JPEG:<quality>", "WEBP:<quality>", "WEBP:lossless" or "GIF"
-    fmt: str = "PNG"
+    #: "BMP", "PNG", "JPEG:<quality>", "WEBP:<quality>", "WEBP:lossless" or "GIF"
+    fmt: str = "BMP"
     #: the one strength per family that ``--quick`` runs
     quick: bool = False
 
@@ -46,7 +46,9 @@ class Transform:
 def encode(image: Image.Image, fmt: str) -> bytes:
     out = io.BytesIO()
     kind, _, arg = fmt.partition(":")
-    if kind == "PNG":
+    if kind == "BMP":
+        image.save(out, "BMP")
+    elif kind == "PNG":
         image.save(out, "PNG", compress_level=1)
     elif kind == "JPEG":
         image.convert("RGB").save(out, "JPEG", quality=int(arg))
@@ -302,7 +304,7 @@ _B, _C, _S, _SAT = (
 )
 
 TRANSFORMS: tuple[Transform, ...] = (
-    _T("identity (PNG)", "identity", "standard", identity, quick=True),
+    _T("identity (PNG)", "identity", "standard", identity, "PNG", quick=True),
     *(_T(f"jpeg q{q}", "jpeg", "standard", identity, f"JPEG:{q}", q == 50) for q in (20, 30, 50, 70, 95)),
     *(_T(f"resize {f}x", "resize", "standard", resize(f), quick=f == 0.5) for f in (0.25, 0.5, 0.75, 1.5, 2.0)),
     _T("webp q80", "format", "standard", identity, "WEBP:80", quick=True),

@@ -309,7 +309,7 @@ def test_corrupt_store_file(tmp_path: Path) -> None:
     # The header itself damaged.
     data[:16] = b"garbage garbage!"
     path.write_bytes(bytes(data))
-    with pytest.raises(StoreCorruptError, match="not an SQLite database"):
+    with pytest.raises(StoreCorruptError, match="not a usable uploadscan database"):
         Store.open(path)
 
 

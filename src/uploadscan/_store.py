@@ -45,7 +45,6 @@ from ._schema import SCHEMA_VERSION, SchemaTooNewError, migrate
 __all__ = ["DeltaUnavailableError", "Store"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 # quick_check reads every page; worth it on open only while that stays well under 100 ms.
 _QUICK_CHECK_MAX_BYTES = 16 << 20
 _BUSY_TIMEOUT_MS = 30_000
@@ -426,17 +425,12 @@ class Store:
 
 
 def _check_header(path: Path) -> None:
-    try:
-        with path.open("rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
-        return
-    except IsADirectoryError:
-        raise StoreError(f"store path {path} is a directory") from None
-    except OSError as exc:
-        raise StoreError(f"cannot read store {path}: {exc}") from None
-    if head and head != _SQLITE_MAGIC:
-        raise StoreCorruptError(
-            f"store {path} is not an SQLite database (damaged or a different file); "
-            "move it aside and sync again"
-        )
+    """Refuse a directory where the store file should be.
+
+    The file itself is never opened outside SQLite: on POSIX, closing *any* descriptor of a
+    file drops every fcntl lock this process holds on it, including those of live SQLite
+    connections, and another process could then delete the WAL under them. A file that is not
+    a database is reported by SQLite's first read (``StoreCorruptError`` in ``open``).
+    """
+    if path.is_dir():
+        raise StoreError(f"store path {path} is a directory")
