@@ -3,8 +3,9 @@ hash list was made from and the copy someone uploads.
 
 Each ``Transform`` is one edit at one strength, a pure function of a Pillow RGB image (noise is
 seeded, so every run sees the same pixels), plus the file format the result is saved in. Edits
-are saved losslessly (as BMP, the cheapest lossless container to write) unless the transform is itself about encoding, so each row measures
-one edit and not an unrelated JPEG round trip; the chains add the realistic re-encoding.
+are saved losslessly (as BMP, the cheapest lossless file to write) unless the transform is
+itself about encoding, so each row measures one edit and not an unrelated JPEG round trip; the
+chains add the realistic re-encoding.
 
 ``group`` says how the result is judged: "standard" transforms are the ones a perceptual hash is
 expected to survive (the recall target applies to them); "crop" and "rotate-small" are reported
@@ -303,58 +304,96 @@ _B, _C, _S, _SAT = (
     ImageEnhance.Color,
 )
 
+_STD = "standard"
+_ROT90 = transpose(Image.Transpose.ROTATE_90)
+
+
+def _steps(
+    label: str, family: str, make: Callable[[float], Edit], values: Sequence[float], quick: float
+) -> list[Transform]:
+    """One family at several strengths; ``label`` is formatted with the strength."""
+    return [_T(label.format(v), family, _STD, make(v), quick=v == quick) for v in values]
+
+
 TRANSFORMS: tuple[Transform, ...] = (
-    _T("identity (PNG)", "identity", "standard", identity, "PNG", quick=True),
-    *(_T(f"jpeg q{q}", "jpeg", "standard", identity, f"JPEG:{q}", q == 50) for q in (20, 30, 50, 70, 95)),
-    *(_T(f"resize {f}x", "resize", "standard", resize(f), quick=f == 0.5) for f in (0.25, 0.5, 0.75, 1.5, 2.0)),
-    _T("webp q80", "format", "standard", identity, "WEBP:80", quick=True),
-    _T("webp lossless", "format", "standard", identity, "WEBP:lossless"),
-    _T("gif (256 colours)", "format", "standard", identity, "GIF"),
-    _T("mirror h", "mirror", "standard", _FLIP_H, quick=True),
-    _T("mirror v", "mirror", "standard", transpose(Image.Transpose.FLIP_TOP_BOTTOM), quick=True),
-    _T("rotate 90", "rotate-90s", "standard", transpose(Image.Transpose.ROTATE_90), quick=True),
-    _T("rotate 180", "rotate-90s", "standard", transpose(Image.Transpose.ROTATE_180), quick=True),
-    _T("rotate 270", "rotate-90s", "standard", transpose(Image.Transpose.ROTATE_270), quick=True),
-    _T("greyscale", "colour", "standard", greyscale, quick=True),
-    _T("saturation 0.5", "colour", "standard", enhance(_SAT, 0.5)),
-    _T("saturation 1.5", "colour", "standard", enhance(_SAT, 1.5)),
-    *(_T(f"brightness {f}", "tone", "standard", enhance(_B, f), quick=f == 1.25) for f in (0.6, 0.8, 1.25, 1.5)),
-    *(_T(f"contrast {f}", "tone", "standard", enhance(_C, f), quick=f == 0.8) for f in (0.6, 0.8, 1.25, 1.6)),
-    *(_T(f"gamma {g}", "tone", "standard", gamma(g), quick=g == 1.6) for g in (0.6, 0.8, 1.25, 1.6)),
-    _T("blur r1", "blur/sharpen/noise", "standard", blur(1)),
-    _T("blur r2", "blur/sharpen/noise", "standard", blur(2), quick=True),
-    _T("sharpen 2x", "blur/sharpen/noise", "standard", enhance(_S, 2.0)),
-    _T("unsharp mask", "blur/sharpen/noise", "standard", unsharp),
-    _T("noise s5", "blur/sharpen/noise", "standard", noise(5)),
-    _T("noise s10", "blur/sharpen/noise", "standard", noise(10), quick=True),
-    _T("caption text", "overlay", "standard", caption, quick=True),
-    _T("corner watermark", "overlay", "standard", corner_watermark),
-    _T("border 5% black", "border/letterbox/pad", "standard", border(0.05, (0, 0, 0))),
-    _T("border 10% white", "border/letterbox/pad", "standard", border(0.10, (255, 255, 255))),
-    _T("letterbox 16:9", "border/letterbox/pad", "standard", letterbox_169, quick=True),
-    _T("letterbox +30%", "border/letterbox/pad", "standard", bars(0.30, 0.0)),
-    _T("pillarbox +30%", "border/letterbox/pad", "standard", bars(0.0, 0.30)),
-    _T("pad left+top 10% white", "border/letterbox/pad", "standard", pad_asymmetric(0.10)),
-    _T("pad left+top 25% white", "border/letterbox/pad", "standard", pad_asymmetric(0.25)),
-    _T("screenshot canvas 80%", "canvas", "standard", canvas(0.80), quick=True),
-    _T("screenshot canvas 60%", "canvas", "standard", canvas(0.60)),
-    _T("resize 0.5x + jpeg q70", "chain", "standard", resize(0.5), "JPEG:70", quick=True),
-    _T("mirror h + jpeg q70", "chain", "standard", _FLIP_H, "JPEG:70"),
-    _T("grey + resize 0.75x + jpeg q80", "chain", "standard", chain(greyscale, resize(0.75)), "JPEG:80"),
-    _T("rotate 90 + brightness 1.25 + webp", "chain", "standard", chain(transpose(Image.Transpose.ROTATE_90), enhance(_B, 1.25)), "WEBP:80"),
-    _T("letterbox 16:9 + resize 0.5x + jpeg q70", "chain", "standard", chain(letterbox_169, resize(0.5)), "JPEG:70"),
-    _T("caption + contrast 1.25 + jpeg q50", "chain", "standard", chain(caption, enhance(_C, 1.25)), "JPEG:50"),
-    *(_T(f"crop edge {p}%", "crop edge", "crop", crop_edge(p / 100), quick=p == 5) for p in (2, 5, 10, 20)),
-    *(_T(f"crop centre {p}%", "crop centre", "crop", crop_centre(p / 100), quick=p == 10) for p in (2, 5, 10, 20)),
+    _T("identity (PNG)", "identity", _STD, identity, "PNG", quick=True),
+    *(_T(f"jpeg q{q}", "jpeg", _STD, identity, f"JPEG:{q}", q == 50) for q in (20, 30, 50, 70, 95)),
+    *_steps("resize {}x", "resize", resize, (0.25, 0.5, 0.75, 1.5, 2.0), 0.5),
+    _T("webp q80", "format", _STD, identity, "WEBP:80", quick=True),
+    _T("webp lossless", "format", _STD, identity, "WEBP:lossless"),
+    _T("gif (256 colours)", "format", _STD, identity, "GIF"),
+    _T("mirror h", "mirror", _STD, _FLIP_H, quick=True),
+    _T("mirror v", "mirror", _STD, transpose(Image.Transpose.FLIP_TOP_BOTTOM), quick=True),
+    _T("rotate 90", "rotate-90s", _STD, _ROT90, quick=True),
+    _T("rotate 180", "rotate-90s", _STD, transpose(Image.Transpose.ROTATE_180), quick=True),
+    _T("rotate 270", "rotate-90s", _STD, transpose(Image.Transpose.ROTATE_270), quick=True),
+    _T("greyscale", "colour", _STD, greyscale, quick=True),
+    _T("saturation 0.5", "colour", _STD, enhance(_SAT, 0.5)),
+    _T("saturation 1.5", "colour", _STD, enhance(_SAT, 1.5)),
+    *_steps("brightness {}", "tone", lambda f: enhance(_B, f), (0.6, 0.8, 1.25, 1.5), 1.25),
+    *_steps("contrast {}", "tone", lambda f: enhance(_C, f), (0.6, 0.8, 1.25, 1.6), 0.8),
+    *_steps("gamma {}", "tone", gamma, (0.6, 0.8, 1.25, 1.6), 1.6),
+    _T("blur r1", "blur/sharpen/noise", _STD, blur(1)),
+    _T("blur r2", "blur/sharpen/noise", _STD, blur(2), quick=True),
+    _T("sharpen 2x", "blur/sharpen/noise", _STD, enhance(_S, 2.0)),
+    _T("unsharp mask", "blur/sharpen/noise", _STD, unsharp),
+    _T("noise s5", "blur/sharpen/noise", _STD, noise(5)),
+    _T("noise s10", "blur/sharpen/noise", _STD, noise(10), quick=True),
+    _T("caption text", "overlay", _STD, caption, quick=True),
+    _T("corner watermark", "overlay", _STD, corner_watermark),
+    _T("border 5% black", "border/letterbox/pad", _STD, border(0.05, (0, 0, 0))),
+    _T("border 10% white", "border/letterbox/pad", _STD, border(0.10, (255, 255, 255))),
+    _T("letterbox 16:9", "border/letterbox/pad", _STD, letterbox_169, quick=True),
+    _T("letterbox +30%", "border/letterbox/pad", _STD, bars(0.30, 0.0)),
+    _T("pillarbox +30%", "border/letterbox/pad", _STD, bars(0.0, 0.30)),
+    _T("pad left+top 10% white", "border/letterbox/pad", _STD, pad_asymmetric(0.10)),
+    _T("pad left+top 25% white", "border/letterbox/pad", _STD, pad_asymmetric(0.25)),
+    _T("screenshot canvas 80%", "canvas", _STD, canvas(0.80), quick=True),
+    _T("screenshot canvas 60%", "canvas", _STD, canvas(0.60)),
+    _T("resize 0.5x + jpeg q70", "chain", _STD, resize(0.5), "JPEG:70", quick=True),
+    _T("mirror h + jpeg q70", "chain", _STD, _FLIP_H, "JPEG:70"),
+    _T("grey + resize 0.75x + jpeg q80", "chain", _STD, chain(greyscale, resize(0.75)), "JPEG:80"),
+    _T(
+        "rotate 90 + brightness 1.25 + webp",
+        "chain",
+        _STD,
+        chain(_ROT90, enhance(_B, 1.25)),
+        "WEBP:80",
+    ),
+    _T(
+        "letterbox 16:9 + resize 0.5x + jpeg q70",
+        "chain",
+        _STD,
+        chain(letterbox_169, resize(0.5)),
+        "JPEG:70",
+    ),
+    _T(
+        "caption + contrast 1.25 + jpeg q50",
+        "chain",
+        _STD,
+        chain(caption, enhance(_C, 1.25)),
+        "JPEG:50",
+    ),
+    *(
+        _T(f"crop edge {p}%", "crop edge", "crop", crop_edge(p / 100), quick=p == 5)
+        for p in (2, 5, 10, 20)
+    ),
+    *(
+        _T(f"crop centre {p}%", "crop centre", "crop", crop_centre(p / 100), quick=p == 10)
+        for p in (2, 5, 10, 20)
+    ),
     _T("crop edge 5% + jpeg q70", "crop edge", "crop", crop_edge(0.05), "JPEG:70"),
-    *(_T(f"rotate {d} deg", "rotate small", "rotate-small", rotate(d), quick=d == 3) for d in (1, 2, 3, 5)),
+    *(
+        _T(f"rotate {d} deg", "rotate small", "rotate-small", rotate(d), quick=d == 3)
+        for d in (1, 2, 3, 5)
+    ),
     _T("rotate 3 deg + resize 0.5x", "rotate small", "rotate-small", chain(rotate(3), resize(0.5))),
     _T("blur r4", "blur/sharpen/noise", "strong", blur(4)),
     _T("noise s25", "blur/sharpen/noise", "strong", noise(25)),
     _T("jpeg q10", "jpeg", "strong", identity, "JPEG:10"),
     _T("centre watermark", "overlay", "strong", centre_watermark),
     _T("meme text", "overlay", "strong", meme_text),
-)  # fmt: skip
+)
 
 
 def select(quick: bool, names: Sequence[str] = ()) -> tuple[Transform, ...]:

@@ -41,13 +41,12 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import find_data_dir, print_machine_info, print_table
-from _transforms import GROUPS, TRANSFORMS, Transform, select
+from _transforms import GROUPS, Transform, select
 
 U8 = npt.NDArray[np.uint8]
 HashFn = Callable[[bytes, Image.Image], tuple[list[bytes], int | None]]
 
 OURS = "uploadscan"
-TRIM = "uploadscan + trim (prototype)"
 PDQ_THRESHOLD = 31
 MIN_QUALITY = 50
 CONVENTIONAL_64 = 10
@@ -67,45 +66,17 @@ class Contender:
 # --- hashing (runs in worker processes) ----------------------------------------------------------
 
 
-def _trim_box(image: Image.Image, tolerance: int = 24) -> tuple[int, int, int, int] | None:
-    """Strip near-uniform rows and columns from each side (bars, borders, padding)."""
-    luma = np.asarray(image.convert("L"), dtype=np.int16)
-    row_flat = (luma.max(axis=1) - luma.min(axis=1)) <= tolerance
-    col_flat = (luma.max(axis=0) - luma.min(axis=0)) <= tolerance
-
-    def span(flat: npt.NDArray[np.bool_]) -> tuple[int, int]:
-        keep = np.flatnonzero(~flat)
-        return (int(keep[0]), int(keep[-1]) + 1) if keep.size else (0, flat.size)
-
-    top, bottom = span(row_flat)
-    left, right = span(col_flat)
-    h, w = luma.shape
-    if (right - left) * (bottom - top) >= 0.98 * w * h or min(right - left, bottom - top) < 16:
-        return None
-    return left, top, right, bottom
-
-
 def _hash_functions() -> tuple[dict[str, tuple[Contender, HashFn]], dict[str, str]]:
     """Every contender that imports, and why the others are missing."""
     from uploadscan._hashing import hash_for_scan
-    from uploadscan._pdq import pdq_variants_from_image
 
     def ours(data: bytes, image: Image.Image) -> tuple[list[bytes], int | None]:
         scan = hash_for_scan(data)
         values = [q.value for q in scan.queries if q.hash_type == "pdq" and q.frame is None]
         return [bytes.fromhex(v) for v in values], scan.result.pdq_quality
 
-    def trimmed(data: bytes, image: Image.Image) -> tuple[list[bytes], int | None]:
-        values, quality = ours(data, image)
-        box = _trim_box(image)
-        if box is not None:
-            extra, _ = pdq_variants_from_image(image.crop(box))
-            values += [bytes.fromhex(v) for v in extra]
-        return values, quality
-
     out: dict[str, tuple[Contender, HashFn]] = {
         OURS: (Contender(OURS, 256, PDQ_THRESHOLD, gate=True), ours),
-        TRIM: (Contender(TRIM, 256, PDQ_THRESHOLD, gate=True, analysis=True), trimmed),
     }
     missing: dict[str, str] = {}
     try:
@@ -160,7 +131,7 @@ def reference_pdq(image: Image.Image) -> bytes:
     import pdqhash
 
     vector, _ = pdqhash.compute(np.ascontiguousarray(np.asarray(image)))
-    return np.packbits(np.asarray(vector, dtype=np.uint8)[::-1]).tobytes()
+    return np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes()
 
 
 def load_original(path: Path, max_side: int) -> Image.Image:
@@ -202,7 +173,9 @@ def hash_photo(job: tuple[str, int, tuple[str, ...]]) -> PhotoHashes:
         values, quality = fn(data, image)
         result.original[name] = values
         result.original_quality[name] = quality
-        result.list_hash[name] = reference if contender.bits == 256 and contender.gate else values[0]
+        result.list_hash[name] = (
+            reference if contender.bits == 256 and contender.gate else values[0]
+        )
         result.copies[name], result.quality[name] = [], []
     for transform in transforms:
         copy = transform.apply(image, seed)
@@ -321,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     out.false_matches(scores, contenders, eq)
     out.curve_table(scores, contenders, transforms)
     out.targets(scores, transforms)
-    out.weaknesses(scores, transforms, photos)
+    out.weaknesses(scores, contenders, eq, transforms, photos)
     per_transform = per_transform_table(scores, contenders, transforms)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -521,9 +494,18 @@ class Report:
             if not ids:
                 continue
             value = recall(g[:, ids], PDQ_THRESHOLD)
-            rows.append((label, f">= {pct(goal)}", pct(value), "met" if value >= goal else "NOT met"))
+            rows.append(
+                (label, f">= {pct(goal)}", pct(value), "met" if value >= goal else "NOT met")
+            )
         false = int((s.pairs <= PDQ_THRESHOLD).sum())
-        rows.append(("false matches, distinct originals", "0", str(false), "met" if false == 0 else "NOT met"))
+        rows.append(
+            (
+                "false matches, distinct originals",
+                "0",
+                str(false),
+                "met" if false == 0 else "NOT met",
+            )
+        )
         false_copies = int((s.impostor <= PDQ_THRESHOLD).sum())
         rows.append(
             ("false matches, copies vs other originals", "0 (no target)", str(false_copies), "-")
@@ -534,10 +516,12 @@ class Report:
     def weaknesses(
         self,
         scores: dict[str, Scores],
+        contenders: dict[str, Contender],
+        eq: dict[str, int],
         transforms: Sequence[Transform],
         photos: list[PhotoHashes],
     ) -> None:
-        s, trim = scores[OURS], scores.get(TRIM)
+        s = scores[OURS]
         impostor_sorted = np.sort(s.impostor)
         rows = []
         for i, t in enumerate(transforms):
@@ -548,6 +532,16 @@ class Report:
             finite = col[col <= 256]
             need = int(np.percentile(finite, 95)) if finite.size else -1
             fm = int(np.searchsorted(impostor_sorted, need, side="right"))
+            trimmed = np.mean([len(p.copies[OURS][i]) > 8 for p in photos])
+            best = max(
+                (
+                    (recall(scores[n].genuine[:, i], th), label)
+                    for label, n, th in self._columns(
+                        {k: c for k, c in contenders.items() if k != OURS}, eq
+                    )
+                ),
+                default=(float("nan"), "-"),
+            )
             rows.append(
                 (
                     t.name,
@@ -557,16 +551,17 @@ class Report:
                     need,
                     f"{fm} ({fm / max(1, s.impostor.size):.1e})",
                     int(s.gated[:, i].sum()),
-                    pct(recall(trim.genuine[:, i], PDQ_THRESHOLD)) if trim else "-",
+                    pct(float(trimmed)),
+                    f"{best[1]}: {pct(best[0])}",
                 )
             )
         self.text(
-            "## Where uploadscan falls short (transforms with recall < 95% at 31)",
+            f"## Where uploadscan falls short (transforms with recall < 95% at {PDQ_THRESHOLD})",
             "`95% needs`: the threshold at which 95% of this transform's copies would match; "
             "`false at that`: how many copy-vs-other-original pairs would then falsely match. "
             "`quality<50`: copies not matched because their PDQ quality is below the floor. "
-            f"`with trim`: the same copies through `{TRIM}` (border stripping before hashing, "
-            "extra variants; list side unchanged).",
+            "`trimmed`: share of copies for which uploadscan found borders and added trimmed "
+            "query variants. `best peer`: the best other contender on this transform.",
         )
         if rows:
             self.table(
@@ -578,7 +573,8 @@ class Report:
                     "95% needs",
                     "false at that",
                     "quality<50",
-                    "with trim",
+                    "trimmed",
+                    "best peer",
                 ],
                 rows,
             )

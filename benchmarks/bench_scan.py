@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import find_data_dir, print_machine_info, print_table, summarize_ms  # noqa: E402
+from _common import find_data_dir, print_machine_info, print_table, summarize_ms
 
 PHOTOS = [
     "kodak/kodim03.png",
@@ -46,7 +46,9 @@ SIZE_2MP = (1732, 1155)
 def make_uploads(data_dir: Path) -> list[bytes]:
     out = []
     for name in PHOTOS:
-        image = Image.open(data_dir / name).convert("RGB").resize(SIZE_2MP, Image.Resampling.LANCZOS)
+        image = (
+            Image.open(data_dir / name).convert("RGB").resize(SIZE_2MP, Image.Resampling.LANCZOS)
+        )
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=90)
         out.append(buffer.getvalue())
@@ -168,16 +170,28 @@ def main() -> None:
         peer = time_threatexchange(hexes, uploads, max(1, rounds // 3))
         p50, p99 = summarize_ms(ours)
         rows: list[list[object]] = [
-            ["uploadscan Scanner.scan", f"{p50:.2f}", f"{p99:.2f}", "1.00",
-             f"{correct}/{len(actions)} verdicts as expected"],
+            [
+                "uploadscan Scanner.scan",
+                f"{p50:.2f}",
+                f"{p99:.2f}",
+                "1.00",
+                f"{correct}/{len(actions)} verdicts as expected",
+            ],
         ]
         if peer is None:
-            rows.append(["python-threatexchange hash + PDQIndex", "n/a", "n/a", "-", "not installed"])
+            rows.append(
+                ["python-threatexchange hash + PDQIndex", "n/a", "n/a", "-", "not installed"]
+            )
         else:
             peer_p50, peer_p99 = summarize_ms(peer[0])
             rows.append(
-                ["python-threatexchange hash + PDQIndex", f"{peer_p50:.2f}", f"{peer_p99:.2f}",
-                 f"{peer_p50 / p50:.2f}", f"{sum(peer[1])}/{len(peer[1])} found (no dihedral)"]
+                [
+                    "python-threatexchange hash + PDQIndex",
+                    f"{peer_p50:.2f}",
+                    f"{peer_p99:.2f}",
+                    f"{peer_p50 / p50:.2f}",
+                    f"{sum(peer[1])}/{len(peer[1])} found (no dihedral)",
+                ]
             )
         print_table(["pipeline", "p50 ms", "p99 ms", "p50 / ours", "notes"], rows)
         print(f"target p50 <= 15 ms: {'met' if p50 <= 15 else 'NOT met'} ({p50:.2f} ms)")

@@ -23,7 +23,7 @@ def test_builtin_names_are_the_stable_storage_keys() -> None:
 
 
 def test_unknown_type_names_the_known_ones() -> None:
-    with pytest.raises(UnknownHashTypeError, match="known types: .*pdq"):
+    with pytest.raises(UnknownHashTypeError, match=r"known types: .*pdq"):
         hashtypes.get("tmk")
 
 
@@ -80,5 +80,5 @@ def test_contract_catches_a_broken_type() -> None:
         def validate(self, value: object) -> str:
             return str(value)  # accepts anything
 
-    with pytest.raises(AssertionError, match="case matters|malformed"):
+    with pytest.raises(AssertionError, match=r"case matters|malformed"):
         check_hash_type(Sloppy())

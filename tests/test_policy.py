@@ -43,7 +43,9 @@ def test_kind_sets_the_action() -> None:
     assert match_action(make_list(ListKind.ALLOW), "pdq", 3) is Action.ALLOW
 
 
-@pytest.mark.parametrize(("distance", "expected"), [(0, "block"), (15, "block"), (16, "review"), (31, "review")])
+@pytest.mark.parametrize(
+    ("distance", "expected"), [(0, "block"), (15, "block"), (16, "review"), (31, "review")]
+)
 def test_distance_band_sends_far_matches_to_review(distance: int, expected: str) -> None:
     blocklist = make_list(ListKind.BLOCK, pdq_action_distance=15)
     assert match_action(blocklist, "pdq", distance).value == expected
@@ -73,7 +75,10 @@ def test_fail_mode_applies_to_hashing_errors_and_stale_lists(fail_mode: Action) 
     assert "gifct" in stale.reasons[0]
     block = make_list(ListKind.BLOCK)
     # A real block is never softened by the fail mode.
-    assert decide([make_match(block, 0)], fail_mode=fail_mode, hashing_failed=True).action is Action.BLOCK
+    assert (
+        decide([make_match(block, 0)], fail_mode=fail_mode, hashing_failed=True).action
+        is Action.BLOCK
+    )
 
 
 def test_label_filter() -> None:

@@ -18,14 +18,34 @@ def records() -> list[dict[str, object]]:
         return {"list": list_name, "labels": labels, "hash_type": hash_type}
 
     return [
-        {"time": T0 + 10, "action": "block", "matches": [match("tcap", ["isis"]),
-                                                          match("tcap", ["isis"], "md5")],
-         "errors": [], "review_status": None},
-        {"time": T0 + 20, "action": "review", "matches": [match("gifct", ["video"])],
-         "errors": [], "review_status": "overturned"},
-        {"time": T0 + DAY + 5, "action": "allow", "matches": [], "errors": [], "review_status": None},
-        {"time": T0 + DAY + 6, "action": "review", "matches": [],
-         "errors": [{"type": "CorruptMediaError", "message": "truncated"}], "review_status": "pending"},
+        {
+            "time": T0 + 10,
+            "action": "block",
+            "matches": [match("tcap", ["isis"]), match("tcap", ["isis"], "md5")],
+            "errors": [],
+            "review_status": None,
+        },
+        {
+            "time": T0 + 20,
+            "action": "review",
+            "matches": [match("gifct", ["video"])],
+            "errors": [],
+            "review_status": "overturned",
+        },
+        {
+            "time": T0 + DAY + 5,
+            "action": "allow",
+            "matches": [],
+            "errors": [],
+            "review_status": None,
+        },
+        {
+            "time": T0 + DAY + 6,
+            "action": "review",
+            "matches": [],
+            "errors": [{"type": "CorruptMediaError", "message": "truncated"}],
+            "review_status": "pending",
+        },
     ]
 
 

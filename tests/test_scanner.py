@@ -101,7 +101,9 @@ def test_unrelated_images_are_allowed(scanner: Scanner, data_dir: Path) -> None:
         assert set(verdict.hashes) >= {"md5", "sha256", "pdq"}
 
 
-def test_dihedral_queries_can_be_turned_off(tmp_path: Path, scanner: Scanner, data_dir: Path) -> None:
+def test_dihedral_queries_can_be_turned_off(
+    tmp_path: Path, scanner: Scanner, data_dir: Path
+) -> None:
     mirrored = jpeg(ImageOps.mirror(Image.open(data_dir / LISTED[1])))
     with Scanner.open(scanner.home, dihedral=False) as plain:
         assert plain.scan(mirrored).action is Action.ALLOW

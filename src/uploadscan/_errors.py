@@ -95,7 +95,7 @@ class ListNotFoundError(StoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class IndexError_(UploadScanError):  # noqa: N801 - avoid shadowing the builtin IndexError
+class IndexError_(UploadScanError):
     """An index file is missing, stale or damaged. It can always be rebuilt from the store."""
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from . import hashtypes
+from ._borders import Luma, content_box
 from ._errors import ConfigError, UnsupportedMediaError
 from ._limits import DEFAULT_LIMITS, Limits
 from ._media import (
@@ -33,7 +34,6 @@ from ._media import (
     open_image,
     read_media,
 )
-from ._borders import Luma, content_box
 from ._pdq import JPEG_DRAFT_MIN_SIDE, image_luma, pdq_variants_from_luma
 from ._result import HashResult
 

@@ -20,8 +20,8 @@ from ._errors import InvalidHashError
 from ._lists import Entry, HashList
 from ._matcher import Matcher
 from ._policy import labels_pass, match_action
-from ._store import Store
 from ._result import FrameHash
+from ._store import Store
 from ._verdict import Match
 from ._vpdq import video_match
 

@@ -114,7 +114,7 @@ def _chart_svg(by_day: Mapping[str, Mapping[str, int]]) -> str:
     ]
     for i, day in enumerate(days):
         x = pad + i * (bar + 2)
-        y = height - pad
+        y = float(height - pad)
         for action in ("block", "review"):
             count = by_day[day][action]
             h = (height - 2 * pad) * count / peak

@@ -30,7 +30,10 @@ def sample_image(name: str, size: tuple[int, int] = (800, 600)) -> Image.Image:
     draw = ImageDraw.Draw(image)
     for _ in range(14):
         x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(width // 12, width // 3)), int(rng.integers(height // 12, height // 3))
+        w, h = (
+            int(rng.integers(width // 12, width // 3)),
+            int(rng.integers(height // 12, height // 3)),
+        )
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         if rng.random() < 0.5:
             draw.ellipse((x0, y0, x0 + w, y0 + h), fill=colour)

@@ -76,9 +76,7 @@ class Scanner:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(
-        cls, home: str | os.PathLike[str] | None = None, **options: Any
-    ) -> Scanner:
+    def open(cls, home: str | os.PathLike[str] | None = None, **options: Any) -> Scanner:
         """Open (creating if needed) the data directory ``home``.
 
         Default: ``$UPLOADSCAN_HOME``, else the platform's user data directory. Options are
@@ -241,7 +239,9 @@ class Scanner:
             try:
                 kind = ListKind(kind.lower())
             except ValueError:
-                raise ConfigError(f"list kind must be block, review or allow, got {kind!r}") from None
+                raise ConfigError(
+                    f"list kind must be block, review or allow, got {kind!r}"
+                ) from None
         if settings is not None and not isinstance(settings, ListSettings):
             settings = ListSettings.from_dict(settings)
         return self._store.add_list(name, kind=kind, source=source, settings=settings)

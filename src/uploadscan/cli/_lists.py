@@ -52,8 +52,9 @@ def register(subparsers: Any) -> None:
     set_ = actions.add_parser(
         "set",
         help="change list settings",
-        description="Settings: " + ", ".join(sorted(ListSettings.__dataclass_fields__))
-        + ". Values are JSON (labels=[\"a\",\"b\"], pdq_action_distance=null).",
+        description="Settings: "
+        + ", ".join(sorted(ListSettings.__dataclass_fields__))
+        + '. Values are JSON (labels=["a","b"], pdq_action_distance=null).',
     )
     add_home_argument(set_)
     set_.add_argument("name")
@@ -98,7 +99,10 @@ def run_add(args: argparse.Namespace) -> int:
         hash_list = scanner.add_list(
             args.name, kind=args.kind, source=args.source, settings=settings
         )
-        print(f"added {hash_list.kind.value} list {hash_list.name!r}; run 'uploadscan sync' to fill it")
+        print(
+            f"added {hash_list.kind.value} list {hash_list.name!r}; "
+            "run 'uploadscan sync' to fill it"
+        )
     return 0
 
 

@@ -40,8 +40,7 @@ def progress(items: Sequence[T], label: str, *, enabled: bool = True) -> Iterato
             filled = int(width * done / total)
             rate = done / max(time.monotonic() - started, 1e-9)
             sys.stderr.write(
-                f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                f"{rate:.1f}/s"
+                f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:.1f}/s"
             )
             sys.stderr.flush()
     if show:

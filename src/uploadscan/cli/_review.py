@@ -57,8 +57,14 @@ def run_list(args: argparse.Namespace) -> int:
         best = (item["matches"] or [{}])[0]
         when = dt.datetime.fromtimestamp(item["time"], dt.UTC).isoformat(timespec="seconds")
         rows.append(
-            (item["verdict_id"], when, best.get("list", "-"), best.get("distance", "-"),
-             ", ".join(best.get("labels") or []), "; ".join(e["type"] for e in item["errors"]))
+            (
+                item["verdict_id"],
+                when,
+                best.get("list", "-"),
+                best.get("distance", "-"),
+                ", ".join(best.get("labels") or []),
+                "; ".join(e["type"] for e in item["errors"]),
+            )
         )
     print_table(("VERDICT", "TIME", "LIST", "DISTANCE", "LABELS", "ERRORS"), rows)
     return 0

@@ -93,7 +93,11 @@ def run_keys_generate(args: argparse.Namespace) -> int:
     public = generate_keypair(args.path)
     print(f"private key: {args.path} (keep it secret)")
     print(f"public key:  {public}")
-    print("subscribers pin it: uploadscan lists add NAME --source 'https://HOST/FEED/?key=" + public + "'")
+    print(
+        "subscribers pin it: uploadscan lists add NAME --source 'https://HOST/FEED/?key="
+        + public
+        + "'"
+    )
     return 0
 
 
@@ -114,5 +118,7 @@ def dataclass_dict(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        out[f.name] = str(value) if not isinstance(value, int | float | str | bool | type(None)) else value
+        out[f.name] = (
+            str(value) if not isinstance(value, int | float | str | bool | type(None)) else value
+        )
     return out

@@ -10,14 +10,13 @@ so a new hash type is one module and one ``register()`` call.
 from __future__ import annotations
 
 import re
-from abc import ABC
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from .._errors import InvalidHashError, UnknownHashTypeError
 
 
-class HashType(ABC):
+class HashType:
     """A named kind of hash with a fixed bit length, stored as lowercase hex.
 
     Subclasses set the class attributes; most need no methods of their own. ``default_threshold``
@@ -42,9 +41,7 @@ class HashType(ABC):
     def validate(self, value: object) -> str:
         """Return the canonical form of ``value`` or raise ``InvalidHashError`` saying why."""
         if not isinstance(value, str):
-            raise InvalidHashError(
-                f"{self.name} hash must be a string, got {type(value).__name__}"
-            )
+            raise InvalidHashError(f"{self.name} hash must be a string, got {type(value).__name__}")
         text = value.strip().lower()
         if len(text) != self.hex_length or not _HEX.fullmatch(text):
             shown = value if len(value) <= 80 else value[:77] + "..."
