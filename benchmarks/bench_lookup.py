@@ -45,6 +45,7 @@ THRESHOLD = 31
 SEED = 20240531
 CONTENDERS = [
     "ours",
+    "ours-populate",
     "ours-batch8",
     "numpy-brute",
     "faiss-flat",
@@ -186,7 +187,7 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> None:
     del codes
     rows, ours_p99 = [], None
     results: dict[str, dict[str, Any]] = {}
-    for name in CONTENDERS:
+    for name in args.contenders:
         if name == "pytx-pdqindex" and n > 1_000_000:
             continue
         out = tmp / f"{name}-{n}.json"
@@ -232,7 +233,7 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> None:
                 "-" if res["open_s"] is None else f"{res['open_s'] * 1000:.1f} ms",
             ]
         )
-    for row, name in zip(rows, [c for c in CONTENDERS if c in results], strict=True):
+    for row, name in zip(rows, [c for c in args.contenders if c in results], strict=True):
         p50, p99 = summarize_ms(results[name]["times"])
         row.append(f"{p50 / ours_p50:.1f}x / {p99 / ours_p99:.1f}x" if ours_p99 else "-")
     print_table(
@@ -306,6 +307,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 k only, < 60 s")
     parser.add_argument("--full", action="store_true", help="add 10 M hashes")
     parser.add_argument("--sizes", type=int, nargs="*", help="override the list sizes")
+    parser.add_argument("--contenders", nargs="*", default=CONTENDERS, choices=CONTENDERS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

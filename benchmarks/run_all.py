@@ -250,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         budget = timeout
         if args.quick:
-            budget = min(timeout, QUICK_BUDGET_S - (time.perf_counter() - started))
-            if budget < 10:
+            remaining = QUICK_BUDGET_S - (time.perf_counter() - started)
+            budget = min(timeout, remaining)
+            if remaining < 5:
                 outcomes.append(Outcome(name, "skipped", 0.0, "", "quick-run time budget spent"))
                 continue
         script_args = (["--quick"] if args.quick else []) + passthrough

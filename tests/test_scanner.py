@@ -283,3 +283,32 @@ def test_cli_scan_exit_statuses(scanner: Scanner, data_dir: Path) -> None:
     assert [line["action"] for line in lines] == ["allow", "block"]
     broken = run(Path(__file__))
     assert broken.returncode == 2
+
+
+def test_config_file_sets_defaults_and_rejects_typos(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.json").write_text(
+        json.dumps({"fail_mode": "block", "limits": {"max_bytes": 1000}})
+    )
+    with Scanner.open(home) as s:
+        assert s.fail_mode is Action.BLOCK
+        verdict = s.scan(b"\x89PNG\r\n\x1a\n" + b"\0" * 2000)
+        assert verdict.action is Action.BLOCK
+        assert verdict.errors[0].type == "MediaTooLargeError"
+    with Scanner.open(home, fail_mode="review") as s:  # keyword arguments win
+        assert s.fail_mode is Action.REVIEW
+    (home / "config.json").write_text(json.dumps({"fail_mod": "allow"}))
+    with pytest.raises(uploadscan.ConfigError, match="unknown setting 'fail_mod'"):
+        Scanner.open(home)
+
+
+def test_audit_retention_purges_old_decisions(scanner: Scanner, data_dir: Path) -> None:
+    scanner.scan(data_dir / UNRELATED[0])
+    scanner.store.record_decision(
+        {"verdict_id": "old", "time": time.time() - 40 * 86400, "action": "allow"}
+    )
+    assert len(scanner.store.decisions()) == 2
+    with Scanner.open(scanner.home, audit_retention_days=30) as s:
+        assert [d["verdict_id"] for d in s.store.decisions()] != ["old"]
+        assert len(s.store.decisions()) == 1

@@ -193,17 +193,23 @@ def test_vpdq_file_is_one_video_with_frames(store: Store, tmp_path: Path, data_d
 
     entries = list(store.list_entries("l"))
     assert {e.value for e in entries} == {r[2] for r in good}
-    # Identical frame hashes collapse into one entry per (type, value): the last frame wins.
-    last_by_value = {r[2]: r for r in good}
+    # Identical frame hashes share one entry (the store keys entries by value): it names the
+    # first such frame and keeps every timestamp, so the video's timeline survives.
+    by_value: dict[str, list[list[str]]] = {}
+    for r in good:
+        by_value.setdefault(r[2], []).append(r)
+    assert any(len(group) > 1 for group in by_value.values())  # the sample repeats hashes
     for e in entries:
-        frame, quality, _value, ts = last_by_value[e.value]
+        group = by_value[e.value]
+        frame, _quality, _value, ts = group[0]
         assert e.hash_type == "pdq" and "video" in e.labels
         assert e.external_id == f"chair-19-sd-bar#{frame}"
         assert e.extra == {
             "video": "chair-19-sd-bar",
             "frame": int(frame),
             "timestamp": float(ts),
-            "quality": int(quality),
+            "quality": min(int(r[1]) for r in group),
+            "timestamps": [float(r[3]) for r in group],
         }
     assert result.skipped.get("vpdq frame quality < 50 (never matched)", 0) == len(rows) - len(good)
 

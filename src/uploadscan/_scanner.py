@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._config import load_config
 from ._errors import ConfigError, MediaError, UploadScanError
 from ._hashing import ScanHashes, hash_for_scan
 from ._home import resolve_home
@@ -43,8 +44,9 @@ class Scanner:
 
     ``fail_mode`` is the action when an upload cannot be hashed or a list is stale (default
     REVIEW: nothing unknown is published unseen, nothing is blocked on a technicality).
-    ``strict=True`` raises the ``UploadScanError`` instead. ``dihedral`` queries the mirrored and
-    rotated forms of an image too. ``audit`` records each decision in the store.
+    ``strict=True`` raises the ``UploadScanError`` instead. ``dihedral`` queries the mirrored,
+    rotated and border-trimmed forms of an image too. ``audit`` records each decision in the
+    store; ``audit_retention_days`` purges older decisions when the scanner opens.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Scanner:
         dihedral: bool = True,
         audit: bool = True,
         match_images_in_video: bool = True,
+        audit_retention_days: float | None = None,
     ) -> None:
         self._home = home
         self._limits = limits
@@ -72,6 +75,10 @@ class Scanner:
         # refresh themselves cheaply (base file + a small delta read from the store).
         self._matcher.refresh(build=True)
         self._lookup = Lookup(self._store, self._matcher)
+        if audit_retention_days is not None:
+            if audit_retention_days <= 0:
+                raise ConfigError("audit_retention_days must be positive")
+            self._store.purge_decisions(time.time() - audit_retention_days * 86400.0)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -80,9 +87,10 @@ class Scanner:
         """Open (creating if needed) the data directory ``home``.
 
         Default: ``$UPLOADSCAN_HOME``, else the platform's user data directory. Options are
-        the keyword arguments of ``Scanner``.
+        the keyword arguments of ``Scanner``; they override the directory's ``config.json``.
         """
-        return cls(resolve_home(home), **options)
+        path = resolve_home(home)
+        return cls(path, **{**load_config(path), **options})
 
     # ------------------------------------------------------------------ properties
 

@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import ConfigError
+
 
 class Action(enum.Enum):
     """What the platform should do with the upload. Ordered by severity."""
@@ -31,9 +33,8 @@ class Action(enum.Enum):
         try:
             return cls(str(value).lower())
         except ValueError:
-            raise ValueError(
-                f"unknown action {value!r}; use one of: allow, review, block"
-            ) from None
+            choices = "allow, review, block"
+            raise ConfigError(f"unknown action {value!r}; use one of: {choices}") from None
 
 
 _SEVERITY = {Action.ALLOW: 0, Action.REVIEW: 1, Action.BLOCK: 2}

@@ -126,6 +126,13 @@ class _Job:
             raise UnsupportedMediaError(
                 f"{self.media_type} has no video stream", media_type=self.media_type
             )
+        if container.streams.video[0].codec_context is None:
+            # A damaged codec id leaves the stream without a decoder context.
+            container.close()
+            raise UnsupportedMediaError(
+                f"{self.media_type}: the video stream's codec is unknown",
+                media_type=self.media_type,
+            )
         return container
 
 

@@ -13,6 +13,9 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from .._errors import InvalidHashError, UnknownHashTypeError
 
 
@@ -58,6 +61,25 @@ class HashType:
         values that would match vast swathes of unrelated content (a blank image's hash).
         """
 
+    @property
+    def plain_hex(self) -> bool:
+        """True when ``validate`` is the base class's: canonical values are exactly the
+        lowercase hex strings of ``hex_length``, so bulk code may check them as bytes."""
+        return type(self).validate is HashType.validate
+
+    def listable_mask(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        """``check_listable`` over many values at once: one bool per row of ``codes``
+        ((n, bits // 8) uint8, rows of canonical values). Bulk ingest calls this instead of
+        ``check_listable`` per value; types with a vectorised rule override it, and this
+        default asks ``check_listable`` row by row so a plug-in's rule is never skipped."""
+        out = np.ones(codes.shape[0], dtype=np.bool_)
+        for i, row in enumerate(codes):
+            try:
+                self.check_listable(row.tobytes().hex())
+            except InvalidHashError:
+                out[i] = False
+        return out
+
     def to_bytes(self, value: str) -> bytes:
         return bytes.fromhex(self.validate(value))
 
@@ -76,6 +98,11 @@ class HashType:
 
 
 _HEX = re.compile(r"[0-9a-f]+")
+
+
+def bits_set(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.int32]:
+    """Number of set bits in each row of an (n, nbytes) uint8 array."""
+    return np.bitwise_count(codes).sum(axis=1, dtype=np.int32)
 
 
 class HashTypeRegistry:

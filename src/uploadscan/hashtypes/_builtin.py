@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from .._errors import InvalidHashError
-from ._base import HashType
+from ._base import HashType, bits_set
 
 
 class PdqHashType(HashType):
@@ -34,6 +37,10 @@ class PdqHashType(HashType):
                 f"pdq hash {value} is degenerate ({ones} of 256 bits set): it would match "
                 "unrelated near-blank images, so it cannot be listed"
             )
+
+    def listable_mask(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        ones = bits_set(codes)
+        return (ones >= self.min_bits_set) & (ones <= self.bits - self.min_bits_set)
 
 
 class Md5HashType(HashType):
@@ -73,6 +80,10 @@ class _ImageHash64(HashType):
                 f"{self.name} hash {value} is degenerate ({ones} of 64 bits set) "
                 "and cannot be listed"
             )
+
+    def listable_mask(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        ones = bits_set(codes)
+        return (ones >= 4) & (ones <= 60)
 
 
 class PHashType(_ImageHash64):
