@@ -37,7 +37,6 @@ if not settings.configured:
         ROOT_URLCONF=__name__,
         # A real project keeps its usual MIDDLEWARE, CSRF protection included.
         UPLOADSCAN_HOME=os.environ.get("UPLOADSCAN_HOME"),
-        UPLOADSCAN_FAIL_MODE=os.environ.get("UPLOADSCAN_FAIL_MODE", "review"),
         UPLOAD_DIR=Path(os.environ.get("UPLOAD_DIR", "uploads")),
         QUARANTINE_DIR=Path(os.environ.get("QUARANTINE_DIR", "quarantine")),
         # Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not count files, so the view checks this.
@@ -55,13 +54,12 @@ _scanner_lock = threading.Lock()
 
 def get_scanner() -> uploadscan.Scanner:
     """The process's Scanner, opened on first use: each worker opens its own after the fork
-    (a SQLite handle must not cross a fork, so never open it in a ``--preload`` master)."""
+    (a SQLite handle must not cross a fork, so never open it in a ``--preload`` master).
+    The fail mode and limits come from the data directory's ``config.json``."""
     global _scanner
     with _scanner_lock:
         if _scanner is None:
-            _scanner = uploadscan.Scanner.open(
-                settings.UPLOADSCAN_HOME, fail_mode=settings.UPLOADSCAN_FAIL_MODE
-            )
+            _scanner = uploadscan.Scanner.open(settings.UPLOADSCAN_HOME)
         return _scanner
 
 

@@ -35,13 +35,13 @@ BLOCKED_STATUS = 451
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Runs in each worker process after it started (post-fork): every worker opens its own
-    # Scanner; they share the data directory and its memory-mapped index files.
+    # Scanner; they share the data directory and its memory-mapped index files. The fail mode
+    # and limits come from the data directory's config.json.
     app.state.upload_dir = Path(os.environ.get("UPLOAD_DIR", "uploads"))
     app.state.quarantine_dir = Path(os.environ.get("QUARANTINE_DIR", "quarantine"))
     app.state.upload_dir.mkdir(parents=True, exist_ok=True)
     app.state.quarantine_dir.mkdir(parents=True, exist_ok=True)
-    fail_mode = os.environ.get("UPLOADSCAN_FAIL_MODE", "review")
-    with uploadscan.Scanner.open(os.environ.get("UPLOADSCAN_HOME"), fail_mode=fail_mode) as scanner:
+    with uploadscan.Scanner.open(os.environ.get("UPLOADSCAN_HOME")) as scanner:
         app.state.scanner = scanner
         yield
 

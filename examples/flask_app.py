@@ -36,7 +36,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(
         MAX_CONTENT_LENGTH=20 * 1024 * 1024,  # Flask answers 413 before reading a larger body
         UPLOADSCAN_HOME=os.environ.get("UPLOADSCAN_HOME"),
-        UPLOADSCAN_FAIL_MODE=os.environ.get("UPLOADSCAN_FAIL_MODE", "review"),
         UPLOAD_DIR=os.environ.get("UPLOAD_DIR", "uploads"),
         QUARANTINE_DIR=os.environ.get("QUARANTINE_DIR", "quarantine"),
     )
@@ -44,19 +43,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for key in ("UPLOAD_DIR", "QUARANTINE_DIR"):
         Path(app.config[key]).mkdir(parents=True, exist_ok=True)
     app.add_url_rule("/uploads", view_func=upload, methods=["POST"])
+    app.register_error_handler(413, lambda _: (jsonify(error="upload too large"), 413))
     return app
 
 
 def get_scanner() -> uploadscan.Scanner:
     """The process's Scanner, opened on first use: each worker opens its own after the fork
-    (a SQLite handle must not cross a fork, so never open it in a ``--preload`` master)."""
+    (a SQLite handle must not cross a fork, so never open it in a ``--preload`` master).
+    The fail mode and limits come from the data directory's ``config.json``."""
     extensions = current_app.extensions
     with _scanner_lock:
         if "uploadscan" not in extensions:
-            extensions["uploadscan"] = uploadscan.Scanner.open(
-                current_app.config["UPLOADSCAN_HOME"],
-                fail_mode=current_app.config["UPLOADSCAN_FAIL_MODE"],
-            )
+            home = current_app.config["UPLOADSCAN_HOME"]
+            extensions["uploadscan"] = uploadscan.Scanner.open(home)
         return extensions["uploadscan"]
 
 

@@ -28,6 +28,8 @@ import numpy as np
 import pdqhash
 import pytest
 from PIL import Image
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 import uploadscan
 from uploadscan.cli import main as cli_main
@@ -145,7 +147,7 @@ class Reply:
 class ExampleClient:
     """One example app behind its framework's test client, with the directories it writes."""
 
-    post: Callable[[dict[str, Any]], Reply]  # form fields -> reply; bytes values are files
+    post: Callable[[dict[str, Any]], Reply]  # form fields; a (filename, bytes) value is a file
     upload_dir: Path
     quarantine_dir: Path
 
@@ -154,23 +156,28 @@ class ExampleClient:
 
 
 @contextmanager
-def flask_client(home: Path, tmp: Path, **config: Any) -> Iterator[ExampleClient]:
+def flask_client(home: Path, tmp: Path) -> Iterator[ExampleClient]:
     app = load_example("flask_app").create_app(
         {
             "TESTING": True,
             "UPLOADSCAN_HOME": str(home),
             "UPLOAD_DIR": str(tmp / "uploads"),
             "QUARANTINE_DIR": str(tmp / "quarantine"),
-            **config,
         }
     )
     client = app.test_client()
 
     def post(fields: dict[str, Any]) -> Reply:
         form = {
-            k: (io.BytesIO(v[1]), v[0]) if isinstance(v, tuple) else v for k, v in fields.items()
+            k: FileStorage(io.BytesIO(v[1]), filename=v[0]) if isinstance(v, tuple) else v
+            for k, v in fields.items()
         }
-        r = client.post("/uploads", data=form, content_type="multipart/form-data")
+        # Encoded here, in memory: with data=form the test client spools bodies over 500 kB to a
+        # temporary file that it never closes (a ResourceWarning, an error under this config).
+        boundary, body = encode_multipart(form)
+        r = client.post(
+            "/uploads", data=body, content_type=f'multipart/form-data; boundary="{boundary}"'
+        )
         return Reply(r.status_code, r.get_json(silent=True), r.get_data(as_text=True))
 
     try:
@@ -183,14 +190,13 @@ def flask_client(home: Path, tmp: Path, **config: Any) -> Iterator[ExampleClient
 
 @contextmanager
 def fastapi_client(
-    home: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, fail_mode: str = "review"
+    home: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ExampleClient]:
     from fastapi.testclient import TestClient
 
     monkeypatch.setenv("UPLOADSCAN_HOME", str(home))
     monkeypatch.setenv("UPLOAD_DIR", str(tmp / "uploads"))
     monkeypatch.setenv("QUARANTINE_DIR", str(tmp / "quarantine"))
-    monkeypatch.setenv("UPLOADSCAN_FAIL_MODE", fail_mode)
     with TestClient(load_example("fastapi_app").app) as client:  # runs the lifespan hook
 
         def post(fields: dict[str, Any]) -> Reply:
@@ -203,7 +209,7 @@ def fastapi_client(
 
 
 @pytest.fixture(scope="session")
-def django_example(tmp_path_factory: pytest.TempPathFactory, home: Path) -> ExampleClient:
+def django_example(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[ExampleClient]:
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.test import Client
 
@@ -212,7 +218,6 @@ def django_example(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Exam
         mp.setenv("UPLOADSCAN_HOME", str(home))
         mp.setenv("UPLOAD_DIR", str(tmp / "uploads"))
         mp.setenv("QUARANTINE_DIR", str(tmp / "quarantine"))
-        mp.delenv("UPLOADSCAN_FAIL_MODE", raising=False)
         module = load_example("django_app")
     from django.conf import settings
 
@@ -228,7 +233,9 @@ def django_example(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Exam
         r = client.post("/uploads", form)
         return Reply(r.status_code, json.loads(r.content), r.content.decode())
 
-    return ExampleClient(post, tmp / "uploads", tmp / "quarantine")
+    yield ExampleClient(post, tmp / "uploads", tmp / "quarantine")
+    if module._scanner is not None:
+        module._scanner.close()
 
 
 @pytest.fixture(params=["flask", "django", "fastapi"])
@@ -317,6 +324,7 @@ def test_oversized_upload_is_refused_before_scanning(example: ExampleClient) -> 
     before = all_files(example)
     reply = example.upload(b"\x00" * (MAX_UPLOAD_BYTES + 1))
     assert reply.status == 413
+    assert reply.body == {"error": "upload too large"}
     assert all_files(example) == before
 
 
@@ -325,12 +333,15 @@ def test_oversized_upload_is_refused_before_scanning(example: ExampleClient) -> 
 
 @pytest.mark.parametrize("framework", ["flask", "fastapi"])
 def test_fail_mode_block_refuses_unreadable_upload(
-    framework: str, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    framework: str, tmp_path: Path, media: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The fail mode is the data directory's setting (config.json), shared by every worker."""
+    home = make_home(tmp_path / "home", tmp_path / "lists", media)
+    (home / "config.json").write_text(json.dumps({"fail_mode": "block"}))
     clients = (
-        flask_client(home, tmp_path, UPLOADSCAN_FAIL_MODE="block")
+        flask_client(home, tmp_path)
         if framework == "flask"
-        else fastapi_client(home, tmp_path, monkeypatch, fail_mode="block")
+        else fastapi_client(home, tmp_path, monkeypatch)
     )
     with clients as client:
         reply = client.upload(GARBAGE)
@@ -368,3 +379,23 @@ def test_running_app_sees_a_list_synced_by_another_process(tmp_path: Path, media
         reply = client.upload(media.clean)
         assert reply.status == 451
         assert reply.body["lists"] == ["blocked"]
+
+
+def test_fastapi_refuses_a_body_without_length(
+    home: Path, tmp_path: Path, media: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI has no body limit of its own; the example's needs a Content-Length to check."""
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("UPLOADSCAN_HOME", str(home))
+    monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setenv("QUARANTINE_DIR", str(tmp_path / "quarantine"))
+    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(media.clean), "a.png")})
+    with TestClient(load_example("fastapi_app").app) as client:
+        r = client.post(
+            "/uploads",
+            content=iter([body]),  # a generator: sent chunked, with no Content-Length
+            headers={"content-type": f'multipart/form-data; boundary="{boundary}"'},
+        )
+    assert r.status_code == 411
+    assert list((tmp_path / "uploads").iterdir()) == []
