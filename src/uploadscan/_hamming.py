@@ -51,7 +51,7 @@ __all__ = ["HammingIndex", "SearchHits", "brute_force_search"]
 _KIND = "hamming"
 _VERSION = 1
 _PERM_SEED = 0x5D1E_2024  # only used at build time; the permutation itself is stored in the file
-_CHUNK_CANDIDATES = 1 << 15  # candidates per batch step: bigger steps fall out of cache
+_CHUNK_CANDIDATES = 1 << 13  # candidates per batch step: bigger steps fall out of cache
 
 
 @dataclass(frozen=True, slots=True)
