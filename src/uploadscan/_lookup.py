@@ -128,7 +128,7 @@ class Lookup:
             if best is None or distance < best[0]:
                 image_best[entry_id] = (distance, query, entry)
         matches = [
-            _image_match(lists[entry.list_name], entry, query, distance, image_frames[entry.id])
+            _make_match(lists[entry.list_name], entry, query, distance, image_frames[entry.id])
             for distance, query, entry in image_best.values()
         ]
         for (list_name, video), found in video_hits.items():
@@ -191,20 +191,13 @@ class Lookup:
         if not result.is_match:
             return None
         entry, query, distance = min(found, key=lambda item: item[2])
-        timestamps = sorted({q.timestamp for _, q, _ in found if q.timestamp is not None})
-        return Match(
-            list_name=hash_list.name,
-            list_kind=hash_list.kind.value,
-            list_version=hash_list.version,
-            entry_id=entry.id,
-            hash_type=entry.hash_type,
-            value=entry.value,
-            distance=distance,
-            action=match_action(hash_list, entry.hash_type, distance),
-            labels=entry.labels,
-            external_id=entry.external_id,
-            query=query.value,
-            timestamps=tuple(timestamps),
+        timestamps = {q.timestamp for _, q, _ in found if q.timestamp is not None}
+        return _make_match(
+            hash_list,
+            entry,
+            query,
+            distance,
+            timestamps,
             coverage=result.listed_coverage,
             video=video,
         )
@@ -250,8 +243,15 @@ def _within_policy(hash_list: HashList, entry: Entry, query: QueryHash, distance
     return labels_pass(hash_list, entry.labels)
 
 
-def _image_match(
-    hash_list: HashList, entry: Entry, query: QueryHash, distance: int, frames: set[float]
+def _make_match(
+    hash_list: HashList,
+    entry: Entry,
+    query: QueryHash,
+    distance: int,
+    timestamps: set[float],
+    *,
+    coverage: float | None = None,
+    video: str | None = None,
 ) -> Match:
     return Match(
         list_name=hash_list.name,
@@ -265,5 +265,7 @@ def _image_match(
         labels=entry.labels,
         external_id=entry.external_id,
         query=query.value,
-        timestamps=tuple(sorted(frames)),
+        timestamps=tuple(sorted(timestamps)),
+        coverage=coverage,
+        video=video,
     )
