@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from . import hashtypes
 from ._errors import InvalidHashError, ListNotFoundError, StoreError
 from ._lists import BatchResult, EntryUpsert
 
-__all__ = ["WriteTxn", "apply_batch"]
+__all__ = ["WriteTxn", "apply_batch", "commit_batch", "validated_deletes"]
 
 # Plain rowid tables: appending is several times cheaper than inserting 1 M random keys into a
 # keyed table; the key index is built afterwards in one sort.
@@ -109,17 +109,52 @@ def _apply_staged(
     mark_synced: bool,
 ) -> BatchResult:
     staged = conn.execute("SELECT count(*) FROM temp.batch_upserts").fetchone()[0]
+    types = {
+        r[0]
+        for r in conn.execute(
+            "SELECT hash_type FROM temp.batch_upserts UNION "
+            "SELECT hash_type FROM temp.batch_deletes"
+        )
+    }
+    return commit_batch(
+        conn,
+        path,
+        list_name,
+        types,
+        _apply_type,
+        staged,
+        checkpoint=checkpoint,
+        replace=replace,
+        mark_synced=mark_synced,
+    )
+
+
+ApplyType = Callable[[sqlite3.Connection, int, str, int, bool], tuple[int, int, int]]
+
+
+def commit_batch(
+    conn: sqlite3.Connection,
+    path: Path,
+    list_name: str,
+    types: set[str],
+    apply_type: ApplyType,
+    staged: int,
+    *,
+    checkpoint: str | None,
+    replace: bool,
+    mark_synced: bool,
+) -> BatchResult:
+    """The write transaction shared by every way of staging a batch.
+
+    ``apply_type(conn, list_id, hash_type, version, replace)`` writes one hash type's changes
+    and returns (added, updated, removed); this keeps counts, the store version, the
+    checkpoint and ``last_sync`` consistent with them in the same transaction.
+    """
     with WriteTxn(conn, path) as txn:
         list_id = txn.require_list(list_name)
         current = txn.version()
         version = current + 1
-        types = {
-            r[0]
-            for r in conn.execute(
-                "SELECT hash_type FROM temp.batch_upserts UNION "
-                "SELECT hash_type FROM temp.batch_deletes"
-            )
-        }
+        types = set(types)
         if replace:
             types.update(
                 r[0]
@@ -129,7 +164,7 @@ def _apply_staged(
             )
         added = updated = removed = 0
         for hash_type in sorted(types):
-            a, u, r = _apply_type(conn, list_id, hash_type, version, replace)
+            a, u, r = apply_type(conn, list_id, hash_type, version, replace)
             added, updated, removed = added + a, updated + u, removed + r
             if a or r:
                 conn.execute(
@@ -170,7 +205,7 @@ def _stage(
         )
         conn.executemany(
             "INSERT INTO temp.batch_deletes VALUES (?, ?)",
-            _validated_deletes(list_name, deletes),
+            validated_deletes(list_name, deletes),
         )
         _dedupe(conn)
         conn.execute("COMMIT")
@@ -247,7 +282,7 @@ def _validated_upserts(
         )
 
 
-def _validated_deletes(
+def validated_deletes(
     list_name: str, deletes: Iterable[tuple[str, str]]
 ) -> Iterator[tuple[str, bytes]]:
     for pos, item in enumerate(deletes):

@@ -128,7 +128,7 @@ def _check(list_name: str, ht: hashtypes.HashType, codes: Codes) -> None:
     """The store's own check of every value, whoever produced the batch."""
     bad = np.flatnonzero(~ht.listable_mask(codes))
     if not ht.plain_hex:
-        for i, row in enumerate(codes):
+        for row in codes:
             value = row.tobytes().hex()
             if ht.validate(value) != value:
                 raise InvalidHashError(f"list {list_name!r}: {ht.name} {value} is not canonical")
@@ -175,9 +175,7 @@ def dedupe_sorted(codes: Codes) -> npt.NDArray[np.bool_]:
     return keep
 
 
-def member(
-    haystack: Codes, needles: Codes
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
+def member(haystack: Codes, needles: Codes) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
     """For each row of ``needles``: is it in ``haystack`` (sorted, unique), and where."""
     if haystack.shape[0] == 0 or needles.shape[0] == 0:
         return np.zeros(needles.shape[0], np.bool_), np.zeros(needles.shape[0], np.intp)

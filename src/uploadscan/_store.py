@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _audit, _batch, _entries
+from . import _audit, _batch, _batch_packed, _entries
 from ._batch import WriteTxn
 from ._entries import DeltaUnavailableError
 from ._errors import (
@@ -40,6 +40,7 @@ from ._errors import (
     StoreError,
 )
 from ._lists import BatchResult, Entry, EntryUpsert, HashList, ListKind, ListSettings
+from ._packed import PackedUpserts
 from ._schema import SCHEMA_VERSION, SchemaTooNewError, migrate
 
 __all__ = ["DeltaUnavailableError", "Store"]
@@ -300,6 +301,17 @@ class Store:
         ``mark_synced``) are stored in the same transaction, so a sync that resumes from the
         stored checkpoint never skips or repeats a batch.
         """
+        if isinstance(upserts, PackedUpserts):  # a list file's bulk path (see _packed)
+            return _batch_packed.apply_packed(
+                self._conn(),
+                self._path,
+                list_name,
+                upserts,
+                deletes,
+                checkpoint=checkpoint,
+                replace=replace,
+                mark_synced=mark_synced,
+            )
         return _batch.apply_batch(
             self._conn(),
             self._path,

@@ -102,7 +102,8 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 def bits_set(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.int32]:
     """Number of set bits in each row of an (n, nbytes) uint8 array."""
-    return np.bitwise_count(codes).sum(axis=1, dtype=np.int32)
+    ones: npt.NDArray[np.int32] = np.bitwise_count(codes).sum(axis=1, dtype=np.int32)
+    return ones
 
 
 class HashTypeRegistry:

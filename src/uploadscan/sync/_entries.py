@@ -17,8 +17,10 @@ from .. import hashtypes
 from .._errors import InvalidHashError
 from .._lists import EntryUpsert
 
-__all__ = ["EntryBuilder"]
+__all__ = ["DEGENERATE", "EntryBuilder"]
 
+# Skip reason for a valid value that check_listable refuses; ``.format(hash_type)``.
+DEGENERATE = "{} degenerate (would match near-blank media)"
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -35,7 +37,7 @@ class EntryBuilder:
         if ht is None:
             ht = self._types[name] = hashtypes.get(name)
             # Only types that keep the base class's hex validation may take the fast path.
-            self._plain_hex[name] = type(ht).validate is hashtypes.HashType.validate
+            self._plain_hex[name] = ht.plain_hex
         return ht
 
     def canonical(self, hash_type: str, value: object) -> str | None:
@@ -58,7 +60,7 @@ class EntryBuilder:
         try:
             ht.check_listable(canonical)
         except InvalidHashError:
-            self.skipped[f"{hash_type} degenerate (would match near-blank media)"] += 1
+            self.skipped[DEGENERATE.format(hash_type)] += 1
             return None
         return canonical
 

@@ -17,6 +17,7 @@ from .._errors import SyncError
 __all__ = ["MAX_LINE", "HashingReader", "Lines", "file_digest", "open_list_file"]
 
 MAX_LINE = 1 << 20
+BLOCK = 1 << 20
 
 
 class Lines:
@@ -57,15 +58,48 @@ class Lines:
 
     def text(self, *, skip_comments: bool = False) -> Iterator[str]:
         for raw in self._raw():
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise self.error("not valid UTF-8") from None
-            if line.startswith("\ufeff") and self.lineno == 1:
-                line = line[1:]
+            line = self.decode(raw)
             if skip_comments and line.lstrip().startswith("#"):
                 continue
             yield line
+
+    def decode(self, raw: bytes) -> str:
+        """Line ``self.lineno`` as text: strictly UTF-8, a leading BOM dropped."""
+        if len(raw) > MAX_LINE:
+            raise self.error(f"line longer than {MAX_LINE} bytes")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.error("not valid UTF-8") from None
+        if line.startswith("\ufeff") and self.lineno == 1:
+            line = line[1:]
+        return line
+
+    def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, bytes]]:
+        """The rest of the file as runs of whole lines, each run ending in ``b"\n"`` (one is
+        added after a last line that lacks it), with the number of its first line.
+
+        For bulk parsers: ``lineno`` is left at the last line of the run just yielded, so
+        set it before ``error``/``decode`` on a line inside a run.
+        """
+        head = b"".join(reversed(self._pushed))
+        self._pushed.clear()
+        while True:
+            chunk = head + self._stream.read(size)
+            head = b""
+            if not chunk:
+                return
+            if not chunk.endswith(b"\n"):
+                chunk += self._stream.readline(MAX_LINE + 1)
+                partial = len(chunk) - 1 - chunk.rfind(b"\n")
+                if partial > MAX_LINE:
+                    self.lineno += chunk.count(b"\n") + 1
+                    raise self.error(f"line longer than {MAX_LINE} bytes")
+                if partial:
+                    chunk += b"\n"
+            first = self.lineno + 1
+            self.lineno += chunk.count(b"\n")
+            yield first, chunk
 
 
 class HashingReader:

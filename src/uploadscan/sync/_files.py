@@ -41,9 +41,11 @@ from typing import IO, Any
 
 from .._errors import ConfigError, InvalidHashError, SyncError, UnknownHashTypeError
 from .._lists import EntryUpsert
+from .._packed import PackedRun, PackedUpserts
 from ._base import FetchBatch, bounded_labels, map_signal_type
 from ._entries import EntryBuilder
 from ._filelines import HashingReader, Lines, file_digest, open_list_file
+from ._tepacked import TeFormat, te_runs
 
 __all__ = ["FORMATS", "FileSource"]
 
@@ -52,7 +54,6 @@ _MAX_FILES = 100_000
 _GZIP_MAGIC = b"\x1f\x8b"
 _LABEL_SPLIT = re.compile(r"[\s;|]+")
 _VPDQ_LINE = re.compile(r"\s*\d+\s*,\s*\d+\s*,\s*[0-9a-fA-F]{64}\s*,\s*[0-9.eE+-]+\s*")
-_HEX = re.compile(r"[0-9a-fA-F]+")
 _OPTION_NAMES = (
     "format",
     "bare_type",
@@ -91,6 +92,7 @@ class FileSource:
             "id": opts.get("id_column", "id"),
         }
         self.extra_labels = bounded_labels(_LABEL_SPLIT.split(opts.get("labels", "")))
+        self._te = TeFormat(self.bare_type, self.extra_labels)
         # Column options only mean something for CSV/JSON lines: auto-detection honours that.
         self._tabular = any(k.endswith("_column") or k == "hash_type" for k in opts)
         self._options_key = json.dumps(sorted(opts.items()))
@@ -113,7 +115,11 @@ class FileSource:
         if current == checkpoint:
             return
         batch = FetchBatch(checkpoint=current, replace=True)
-        batch.upserts = self._parse_all(digests, batch.skipped)
+        if all(self._format_of(path) == "te" for path, _ in digests):
+            skipped = batch.skipped
+            batch.upserts = PackedUpserts(lambda: self._pack_all(digests, skipped))
+        else:
+            batch.upserts = self._parse_all(digests, batch.skipped)
         yield batch
 
     def _files(self) -> list[Path]:
@@ -147,14 +153,41 @@ class FileSource:
             if reader.hexdigest() != digest:
                 raise SyncError(f"{path}: the file changed while it was being read; sync again")
 
+    def _pack_all(
+        self, digests: list[tuple[Path, str]], skipped: Counter[str]
+    ) -> Iterator[PackedRun]:
+        """``_parse_all`` for files that are all in the ``te`` format, as packed runs."""
+        builder = EntryBuilder(skipped)
+        for index, (path, digest) in enumerate(digests):
+            with open_list_file(path) as f:
+                reader = HashingReader(f)
+                lines = Lines(path, _decompressed(reader))
+                if self.format == "auto":
+                    _detect(lines, tabular=self._tabular)  # keeps lineno and position in step
+                try:
+                    yield from te_runs(lines, builder, self._te, index << 40)
+                except (InvalidHashError, UnknownHashTypeError) as exc:
+                    raise lines.error(str(exc)) from None
+                except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                    raise SyncError(f"{path}: cannot read: {exc}") from None
+                while reader.read(1 << 16):
+                    pass
+            if reader.hexdigest() != digest:
+                raise SyncError(f"{path}: the file changed while it was being read; sync again")
+
+    def _format_of(self, path: Path) -> str:
+        if self.format != "auto":
+            return self.format
+        try:
+            with open_list_file(path) as f:
+                return _detect(Lines(path, _decompressed(HashingReader(f))), tabular=self._tabular)
+        except (OSError, EOFError, gzip.BadGzipFile):
+            return "unknown"  # the parse proper reports it
+
     def _parse_file(
         self, path: Path, raw: HashingReader, builder: EntryBuilder
     ) -> Iterator[EntryUpsert]:
-        head = raw.peek(2)
-        stream: IO[bytes] = raw  # type: ignore[assignment]
-        if head[:2] == _GZIP_MAGIC:
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[call-overload]
-        lines = Lines(path, stream)
+        lines = Lines(path, _decompressed(raw))
         fmt = self.format
         if fmt == "auto":
             fmt = _detect(lines, tabular=self._tabular)
@@ -175,50 +208,12 @@ class FileSource:
     # ------------------------------------------------------------------ formats
 
     def _parse_te(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
-        mapping: dict[str, tuple[str, tuple[str, ...]] | None] = {}
-        extra_labels = self.extra_labels
         for line in lines.text():
-            text = line.strip()
-            if not text or text[0] == "#":
-                continue
-            parts = text.split()
-            if len(parts) == 1:
-                hash_type, labels = self._bare_type(parts[0], lines), extra_labels
-                value = parts[0]
-            elif len(parts) == 2:
-                name, value = parts
-                if name not in mapping:
-                    mapping[name] = map_signal_type(name)
-                mapped = mapping[name]
-                if mapped is None:
-                    builder.skipped[f"{name} (not a hash type uploadscan matches)"] += 1
-                    continue
-                hash_type = mapped[0]
-                labels = mapped[1] + extra_labels if mapped[1] else extra_labels
-            else:
-                raise lines.error(
-                    f"expected '<signal_type> <hash>' or a bare hash, got {len(parts)} fields"
-                )
-            entry = builder.upsert(hash_type, value, labels)
-            if entry is not None:
-                yield entry
-
-    def _bare_type(self, value: str, lines: Lines) -> str:
-        from .. import hashtypes
-
-        if not _HEX.fullmatch(value):
-            raise lines.error(f"{_short(value)} is not a hex hash")
-        bare = hashtypes.get(self.bare_type)
-        if len(value) == bare.hex_length:
-            return bare.name
-        if len(value) == 64:
-            return "pdq"
-        if len(value) == 32:
-            return "md5"
-        raise lines.error(
-            f"cannot tell the hash type of a bare {len(value)}-character hash; write "
-            "'<type> <hash>' or set bare_type"
-        )
+            record = self._te.record(line, lines, builder)
+            if record is not None:
+                entry = builder.upsert(*record)
+                if entry is not None:
+                    yield entry
 
     def _parse_te_csv(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
         rows = csv.DictReader(lines.text(skip_comments=True))
@@ -355,6 +350,13 @@ class FileSource:
             entry = builder.upsert("pdq", value, labels, f"{video}#{extra['frame']}", extra)
             if entry is not None:
                 yield entry
+
+
+def _decompressed(raw: HashingReader) -> IO[bytes]:
+    stream: IO[bytes] = raw  # type: ignore[assignment]
+    if raw.peek(2)[:2] == _GZIP_MAGIC:
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[call-overload]
+    return stream
 
 
 def _detect(lines: Lines, *, tabular: bool) -> str:
