@@ -81,6 +81,9 @@ class Scanner:
             self._store.purge_decisions(time.time() - audit_retention_days * 86400.0)
         self._closed = False
         self._lock = threading.Lock()
+        # Opt-in published-content record (``scan(..., content_id=...)``), opened on first use;
+        # batch workers swap in an in-memory sink and hand records to a single writer.
+        self._published: Any = None
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **options: Any) -> Scanner:
@@ -114,13 +117,21 @@ class Scanner:
         *,
         filename: str | None = None,
         strict: bool | None = None,
+        content_id: str | None = None,
     ) -> Verdict:
         """Hash ``media`` (bytes, a path, or a binary file object) and match it.
 
         ``filename`` is informational only: the type is always sniffed from the bytes. On bad
         media the verdict carries the error and the fail-mode action, unless strict.
+        ``content_id`` (opt-in) records the id with the hashes just computed in the
+        published-content record, so lists synced later can be matched against it
+        (``uploadscan retro``); PDQ is then computed even if no list holds PDQ yet.
         """
         self._check_open()
+        if content_id is not None:
+            from .batch._published import check_content_id
+
+            check_content_id(content_id)
         started = time.perf_counter()
         strict = self._strict if strict is None else strict
         lists = self._lookup.lists()
@@ -129,7 +140,7 @@ class Scanner:
             hashed: ScanHashes | None = hash_for_scan(
                 media,
                 limits=self._limits,
-                need_perceptual="pdq" in needed,
+                need_perceptual="pdq" in needed or content_id is not None,
                 extra=[t for t in needed if t in _OPTIONAL_IMAGE_TYPES],
                 dihedral=self._dihedral,
             )
@@ -139,7 +150,7 @@ class Scanner:
                 raise
             hashed, error = None, exc
         queries = hashed.queries if hashed is not None else []
-        return self._finish(
+        verdict = self._finish(
             queries,
             lists,
             started=started,
@@ -149,6 +160,21 @@ class Scanner:
             errors=[error] if error is not None else [],
             upload_frames=hashed.result.frames if hashed is not None else (),
         )
+        if content_id is not None and hashed is not None:
+            from .batch._published import record_scan
+
+            record_scan(self, content_id, hashed, verdict.created)
+        return verdict
+
+    def retro(self, **options: Any) -> Any:
+        """Match recorded published content against entries added by recent syncs.
+
+        See ``uploadscan.batch.retro`` for the options and the result.
+        """
+        self._check_open()
+        from .batch._retro import retro
+
+        return retro(self, **options)
 
     def lookup(self, hashes: Mapping[str, str | Sequence[str]]) -> Verdict:
         """Match precomputed hashes: ``{"pdq": "f8f8...", "md5": [...]}``.
@@ -280,6 +306,8 @@ class Scanner:
             if not self._closed:
                 self._closed = True
                 self._store.close()
+                if hasattr(self._published, "close"):
+                    self._published.close()
 
     def __enter__(self) -> Scanner:
         return self

@@ -1,0 +1,271 @@
+"""Back-catalogue scan: every stored file a platform already publishes, scanned like an upload.
+
+A platform that starts using hash lists has years of content that was never checked. The job
+lists the source (a directory, a file naming one path or URL per line, or an fsspec URL such as
+``s3://bucket/media/``), splits it into batches, and has workers ``scan`` each file exactly as
+an upload handler would (each worker process opens its own ``Scanner(audit=False)`` on the data
+directory and keeps it for every batch it runs). Workers send back the verdict and the hashes;
+the client is the single writer of the audit log, the published-content record (content id =
+the path or URL) and the checkpoint.
+
+Resumable: the checkpoint (a small SQLite file) lists the content ids already written, so a
+killed job started again skips them. Every decision is audited under an id derived from
+(store, content id, store version at the start of the job), and written before the checkpoint
+marks it done, so work redone after a kill never records a decision twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ConfigError, StoreError
+from .._verdict import Verdict
+from ._dask import TaskRunner, worker_cache
+from ._published import PUBLISHED_FILENAME, MemorySink, PublishedItem, PublishedRecord
+from ._retro import audit, batch_verdict_id, contextlib_runner
+
+if TYPE_CHECKING:
+    from .._scanner import Scanner
+
+__all__ = ["BackfillItem", "BackfillResult", "Checkpoint", "backfill", "list_source"]
+
+CHECKPOINT_DIRNAME = "batch"
+DEFAULT_BATCH_SIZE = 16
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source and not source.startswith("file://")
+
+
+def _fsspec() -> Any:
+    try:
+        import fsspec  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        raise ConfigError('URL sources need fsspec: pip install "uploadscan[dask]"') from None
+    return fsspec
+
+
+def list_source(source: str) -> list[str]:
+    """The content ids of ``source``, sorted: files under a directory (recursively), the lines
+    of a listing file (blank lines and ``#`` comments skipped), or objects under a URL."""
+    if _is_url(source):
+        fsspec = _fsspec()
+        fs, path = fsspec.core.url_to_fs(source)
+        if fs.isdir(path):
+            return sorted(fs.unstrip_protocol(p) for p in fs.find(path))
+        with fsspec.open(source, "rt", encoding="utf-8") as fh:
+            return _listing(fh)
+    path = Path(source.removeprefix("file://"))
+    if path.is_dir():
+        return sorted(str(p) for p in path.rglob("*") if p.is_file())
+    if path.is_file():
+        try:
+            with path.open(encoding="utf-8") as fh:
+                return _listing(fh)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the listing {path}: {exc}") from None
+    raise ConfigError(f"backfill source {source!r} is neither a directory nor a listing file")
+
+
+def _listing(lines: Iterable[str]) -> list[str]:
+    return sorted({s for s in (line.strip() for line in lines) if s and not s.startswith("#")})
+
+
+class Checkpoint:
+    """Content ids a job has finished, in a small SQLite file (one writer: the client)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS done (content_id TEXT PRIMARY KEY, "
+                "verdict_id TEXT, action TEXT)"
+            )
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"cannot open backfill checkpoint {path}: {exc}") from None
+
+    def done(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT content_id FROM done")}
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM done").fetchone()[0])
+
+    def mark(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany("INSERT OR REPLACE INTO done VALUES (?, ?, ?)", list(rows))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def clear(self) -> None:
+        self._conn.execute("DELETE FROM done")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def default_checkpoint(home: Path, source: str) -> Path:
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    return home / CHECKPOINT_DIRNAME / f"backfill-{digest}.sqlite3"
+
+
+@dataclass(frozen=True)
+class BackfillItem:
+    """One scanned file: its verdict and record, or why it could not be read at all."""
+
+    content_id: str
+    verdict: Verdict | None
+    record: PublishedItem | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.verdict is None:
+            return {"content_id": self.content_id, "error": self.error}
+        return {"content_id": self.content_id, **self.verdict.to_dict()}
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    total: int
+    skipped: int
+    scanned: int
+    flagged: int
+    errors: int
+    version: int
+    seconds: float
+
+
+# ---------------------------------------------------------------------- worker side
+
+
+def _worker_scanner(home: str, options: Mapping[str, Any]) -> Scanner:
+    from .._scanner import Scanner
+
+    scanner = Scanner(Path(home), audit=False, **options)
+    scanner._published = MemorySink()
+    return scanner
+
+
+def _scan_task(home: str, paths: list[str], options: dict[str, Any]) -> list[BackfillItem]:
+    """Scan ``paths`` in a worker process; nothing is written here."""
+    key = f"scanner:{home}:{sorted(options.items())}"
+    scanner: Scanner = worker_cache(key, lambda: _worker_scanner(home, options))
+    sink: MemorySink = scanner._published
+    out = []
+    for path in paths:
+        sink.take()
+        try:
+            if _is_url(path):
+                with _fsspec().open(path, "rb") as fh:
+                    verdict = scanner.scan(fh, content_id=path)
+            else:
+                verdict = scanner.scan(path.removeprefix("file://"), content_id=path)
+        except OSError as exc:
+            out.append(BackfillItem(path, None, None, f"cannot read {path}: {exc}"))
+            continue
+        records = sink.take()
+        out.append(BackfillItem(path, verdict, records[0] if records else None))
+    return out
+
+
+# ---------------------------------------------------------------------- client side
+
+
+def backfill(
+    scanner: Scanner,
+    source: str,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    restart: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    scheduler: str | None = None,
+    workers: int | None = 0,
+    runner: TaskRunner | None = None,
+    record: bool = True,
+    record_audit: bool = True,
+    options: Mapping[str, Any] | None = None,
+    on_item: Callable[[BackfillItem], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BackfillResult:
+    """Scan every file of ``source`` not yet in the checkpoint; see the module docstring.
+
+    ``workers=0`` (the default) scans in this process; ``workers=N`` on a ``LocalCluster``;
+    ``scheduler`` on an existing Dask cluster whose workers see the data directory at the
+    same path. ``options`` are ``Scanner`` keyword arguments for the workers (``fail_mode``,
+    ``dihedral``...). ``restart`` forgets the checkpoint first.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    started = time.monotonic()
+    store = scanner.store
+    home = scanner.home
+    paths = list_source(source)
+    marks = Checkpoint(Path(checkpoint) if checkpoint else default_checkpoint(home, source))
+    published = PublishedRecord.open(home / PUBLISHED_FILENAME) if record else None
+    scanned = flagged = errors = processed = 0
+    try:
+        if restart:
+            marks.clear()
+        finished = marks.done()
+        todo = [p for p in paths if p not in finished]
+        version = store.version()
+        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        args = [(str(home), batch, dict(options or {})) for batch in batches]
+        if args:
+            with contextlib_runner(runner, scheduler, workers) as active:
+                name = f"backfill-{uuid.uuid4().hex[:8]}"
+                for _, items in active.map_unordered(_scan_task, args, name=name):
+                    done_rows = []
+                    records = []
+                    processed += len(items)
+                    for item in items:
+                        if item.verdict is None:
+                            errors += 1
+                        else:
+                            verdict_id = batch_verdict_id(
+                                store, "backfill", item.content_id, version
+                            )
+                            verdict = replace(item.verdict, id=verdict_id)
+                            item = replace(item, verdict=verdict)
+                            if record_audit:
+                                sha = item.record.sha256 if item.record is not None else None
+                                audit(store, verdict, sha)
+                            if item.record is not None:
+                                records.append(item.record)
+                            done_rows.append((item.content_id, verdict_id, verdict.action.value))
+                            scanned += 1
+                            flagged += int(not verdict.allowed)
+                            errors += int(bool(verdict.errors))
+                        if on_item is not None:
+                            on_item(item)
+                    if published is not None and records:
+                        published.add_many(records)
+                    marks.mark(done_rows)
+                    if on_progress is not None:
+                        on_progress(processed, len(todo))
+        return BackfillResult(
+            total=len(paths),
+            skipped=len(paths) - len(todo),
+            scanned=scanned,
+            flagged=flagged,
+            errors=errors,
+            version=version,
+            seconds=time.monotonic() - started,
+        )
+    finally:
+        marks.close()
+        if published is not None:
+            published.close()

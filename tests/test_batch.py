@@ -1,0 +1,295 @@
+"""Batch jobs on a real Dask LocalCluster (2 worker processes on loopback, no dashboard).
+
+List hashes come from the reference ``pdqhash`` on the full-resolution decode, hashlib, and the
+independently computed vPDQ files in the test data, never from uploadscan itself. Media is
+linked from the shared data directory, never copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pdqhash
+import pytest
+from PIL import Image, ImageOps
+
+from uploadscan import Action, Scanner, Verdict
+from uploadscan.batch import (
+    PublishedRecord,
+    backfill,
+    export_parquet,
+    read_parquet_shard,
+    retro,
+)
+from uploadscan.batch._dask import DaskRunner, TaskRunner, open_runner
+
+IMAGES = [f"kodak/kodim{n:02d}.png" for n in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 15)]
+LISTED_PDQ = ["kodak/kodim03.png", "kodak/kodim07.png"]
+LISTED_MD5 = ["kodak/kodim15.png"]
+VIDEO = "synthetic-videos/multishot_4photos_hflip.mp4"
+VIDEO_LIST = "expected_computed/vpdq/synthetic-videos__multishot_4photos.mp4.txt"
+OTHER_VIDEO = "synthetic-videos/kenburns_zoom_kodim21.mp4"
+
+
+def reference_pdq(image: Image.Image) -> str:
+    bits, _ = pdqhash.compute(np.asarray(image.convert("RGB")))
+    return bytes(np.packbits(bits.astype(np.uint8))).hex()
+
+
+def write_list(path: Path, data_dir: Path, pdq: list[str], md5: list[str]) -> Path:
+    lines = [f"pdq {reference_pdq(Image.open(data_dir / name))}" for name in pdq]
+    lines += [f"md5 {hashlib.md5((data_dir / name).read_bytes()).hexdigest()}" for name in md5]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def add_lists(
+    scanner: Scanner, data_dir: Path, tmp_path: Path, pdq: list[str], md5: list[str]
+) -> None:
+    block = write_list(tmp_path / "block.txt", data_dir, pdq, md5)
+    scanner.add_list("block", kind="block", source=str(block))
+    scanner.add_list("videos", kind="review", source=str(data_dir / VIDEO_LIST))
+    assert all(r.ok for r in scanner.sync())
+
+
+def link_media(data_dir: Path, target: Path, names: list[str], copies: int = 1) -> list[str]:
+    """Symlinks to the shared media (content ids are these link paths)."""
+    target.mkdir(parents=True, exist_ok=True)
+    out = []
+    for copy in range(copies):
+        for name in names:
+            link = target / f"{copy:02d}-{name.replace('/', '_')}"
+            link.symlink_to(data_dir / name)
+            out.append(str(link))
+    return sorted(out)
+
+
+def evidence(verdict: Verdict) -> tuple[str, list[tuple[str, str, int, str | None]]]:
+    """Action and matched entries: what must agree between a batch job and ``scan``."""
+    return verdict.action.value, sorted(
+        (m.list_name, m.value, m.distance, m.video) for m in verdict.matches
+    )
+
+
+def evidence_dict(record: dict[str, Any]) -> tuple[str, list[tuple[str, str, int, str | None]]]:
+    return record["action"], sorted(
+        (m["list"], m["value"], m["distance"], m.get("video")) for m in record["matches"]
+    )
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[TaskRunner]:
+    with open_runner(workers=2) as active:
+        assert active.workers == 2
+        yield active
+
+
+def test_backfill_gives_the_verdicts_of_scan(
+    runner: TaskRunner, tmp_path: Path, data_dir: Path
+) -> None:
+    paths = link_media(data_dir, tmp_path / "catalogue", [*IMAGES, VIDEO])
+    with Scanner.open(tmp_path / "batch-home", audit=False) as batch:
+        add_lists(batch, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+        items: list[Any] = []
+        result = backfill(
+            batch, str(tmp_path / "catalogue"), runner=runner, batch_size=3, on_item=items.append
+        )
+        assert (result.total, result.scanned, result.errors) == (13, 13, 0)
+        batch_verdicts = {item.content_id: item.verdict for item in items}
+        assert sorted(batch_verdicts) == paths
+        audited = batch.store.decisions()
+        record = PublishedRecord.open(batch.home / "published.sqlite3")
+        assert record.count() == 13
+        video_record = record.get(next(p for p in paths if p.endswith(".mp4")))
+        assert video_record is not None and len(video_record.frames()) > 10
+        record.close()
+
+        again = backfill(batch, str(tmp_path / "catalogue"), runner=runner)
+        assert (again.skipped, again.scanned) == (13, 0)
+        assert len(batch.store.decisions()) == len(audited) == 13
+
+    with Scanner.open(tmp_path / "scan-home", audit=False) as single:
+        add_lists(single, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+        expected = {path: evidence(single.scan(path)) for path in paths}
+    assert {p: evidence(v) for p, v in batch_verdicts.items() if v is not None} == expected
+    assert {r["verdict_id"]: evidence_dict(r) for r in audited} == {
+        v.id: evidence(v) for v in batch_verdicts.values() if v is not None
+    }
+    flagged = {Path(p).name for p, (action, _) in expected.items() if action != "allow"}
+    assert flagged == {
+        "00-kodak_kodim03.png",
+        "00-kodak_kodim07.png",
+        "00-kodak_kodim15.png",
+        "00-synthetic-videos_multishot_4photos_hflip.mp4",
+    }
+
+
+def mirrored_jpeg(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    ImageOps.mirror(Image.open(path)).convert("RGB").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_retro_names_exactly_the_newly_listed_content(
+    runner: TaskRunner, tmp_path: Path, data_dir: Path
+) -> None:
+    recorded = ["kodak/kodim01.png", "kodak/kodim02.png", "kodak/kodim04.png", "kodak/kodim08.png"]
+    with Scanner.open(tmp_path / "home") as scanner:
+        for name in recorded:
+            assert scanner.scan(data_dir / name, content_id=f"post/{name}").allowed
+        mirror = mirrored_jpeg(data_dir / "kodak/kodim23.png")
+        scanner.scan(mirror, content_id="post/mirrored")
+        scanner.scan(data_dir / VIDEO, content_id="post/video")
+        scanner.scan(data_dir / OTHER_VIDEO, content_id="post/other-video")
+        assert len(scanner.store.decisions()) == 7
+        before = scanner.store.version()
+        # Nothing listed yet: no delta, nothing to report.
+        assert retro(scanner, runner=runner).verdicts == []
+
+        # The lists name kodim02 (PDQ), kodim23 (PDQ of the unmirrored original) and kodim08
+        # (MD5 only), plus the vPDQ file of the video the flipped clip was made from.
+        add_lists(
+            scanner,
+            data_dir,
+            tmp_path,
+            ["kodak/kodim02.png", "kodak/kodim23.png"],
+            ["kodak/kodim08.png"],
+        )
+        result = retro(scanner, runner=runner, shard_rows=2)
+        assert result.since_version == before and result.upto_version == scanner.store.version()
+        named = {v.content_id: v for v in result.verdicts}
+        assert sorted(named) == [
+            "post/kodak/kodim02.png",
+            "post/kodak/kodim08.png",
+            "post/mirrored",
+            "post/video",
+        ]
+        assert named["post/video"].verdict.action is Action.REVIEW
+        assert (
+            named["post/video"].verdict.matches[0].video
+            == "synthetic-videos__multishot_4photos.mp4"
+        )
+        assert named["post/mirrored"].verdict.action is Action.BLOCK
+        assert [m.hash_type for m in named["post/kodak/kodim08.png"].verdict.matches] == ["md5"]
+
+        # The same rules as an upload: scanning the content now gives the same evidence.
+        sources = {
+            "post/kodak/kodim02.png": data_dir / "kodak/kodim02.png",
+            "post/kodak/kodim08.png": data_dir / "kodak/kodim08.png",
+            "post/mirrored": mirror,
+            "post/video": data_dir / VIDEO,
+        }
+        with Scanner.open(tmp_path / "home", audit=False) as check:
+            for content_id, media in sources.items():
+                assert evidence(named[content_id].verdict) == evidence(check.scan(media))
+
+        # Audited once; a second run over the same range records nothing new.
+        audited = {r["verdict_id"] for r in scanner.store.decisions()}
+        assert {v.verdict.id for v in result.verdicts} <= audited
+        assert len(audited) == 7 + 4
+        rerun = retro(scanner, runner=runner, since_version=before)
+        assert sorted(v.content_id for v in rerun.verdicts) == sorted(named)
+        assert not any(v.new for v in rerun.verdicts)
+        assert len(scanner.store.decisions()) == 11
+        # The default range starts where the last run stopped: nothing new since.
+        assert retro(scanner, runner=runner).verdicts == []
+
+        # From Parquet shards: the same content ids.
+        with PublishedRecord.open(scanner.home / "published.sqlite3") as record:
+            files = export_parquet(record, tmp_path / "parquet", shard_rows=3)
+        assert len(files) == 3
+        shard = read_parquet_shard(files[0])
+        assert shard.content_ids == [
+            "post/kodak/kodim01.png",
+            "post/kodak/kodim02.png",
+            "post/kodak/kodim04.png",
+        ]
+        assert (
+            shard.item(0).pdq_hash[0]
+            == scanner.scan(data_dir / "kodak/kodim01.png").hashes["pdq"][0]
+        )
+        from_parquet = retro(
+            scanner, runner=runner, since_version=before, parquet=tmp_path / "parquet"
+        )
+        assert sorted(v.content_id for v in from_parquet.verdicts) == sorted(named)
+
+
+def _done(checkpoint: Path) -> int:
+    if not checkpoint.exists():
+        return 0
+    try:
+        with sqlite3.connect(checkpoint, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM done").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_killed_backfill_resumes_without_duplicates(
+    runner: TaskRunner, tmp_path: Path, data_dir: Path
+) -> None:
+    """The first run starts its own LocalCluster and is killed with it (SIGKILL to the process
+    group) mid-way; the second resumes on the shared cluster through ``--scheduler``."""
+    paths = link_media(data_dir, tmp_path / "catalogue", IMAGES, copies=2)
+    home = tmp_path / "home"
+    with Scanner.open(home) as scanner:
+        add_lists(scanner, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+    checkpoint = tmp_path / "checkpoint.sqlite3"
+    base = [
+        sys.executable,
+        "-m",
+        "uploadscan.cli._batch",
+        "backfill",
+        str(tmp_path / "catalogue"),
+        "--home",
+        str(home),
+        "--checkpoint",
+        str(checkpoint),
+        "--batch-size",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    first = subprocess.Popen(
+        [*base, "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while _done(checkpoint) < 4 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # the job and its local cluster, mid-way
+    first.communicate(timeout=30)
+    killed_at = _done(checkpoint)
+    assert 4 <= killed_at < len(paths), "the job must be killed mid-way"
+
+    assert isinstance(runner, DaskRunner)
+    address = runner.client.scheduler.address
+    second = subprocess.run(
+        [*base, "--scheduler", address], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert second.returncode == 1, second.stderr  # listed images are flagged
+    reported = [json.loads(line)["content_id"] for line in second.stdout.splitlines()]
+    assert len(reported) == len(set(reported)) <= len(paths) - killed_at
+
+    assert _done(checkpoint) == len(paths)
+    with Scanner.open(home, audit=False) as scanner:
+        decisions = scanner.store.decisions()
+    assert len(decisions) == len(paths)  # one decision per content id, none twice
+    assert len({d["verdict_id"] for d in decisions}) == len(paths)
+    flagged = sum(d["action"] != "allow" for d in decisions)
+    assert flagged == 3 * 2  # kodim03, kodim07, kodim15 in two copies each
+    with PublishedRecord.open(home / "published.sqlite3") as record:
+        assert record.count() == len(paths)
