@@ -124,26 +124,6 @@ def _bits_hex(coefficients: Float64Array) -> str:
     return np.packbits(bits).tobytes().hex()
 
 
-def _dihedral(coefficients: Float64Array) -> tuple[Float64Array, ...]:
-    """The 16x16 DCT of the 8 rotations/mirrors, from sign flips and a transpose (reference
-    ``dct16OriginalTo*``): original, rot90, rot180, rot270, flip x, flip y, flip +1, flip -1."""
-    c = coefficients
-    odd = (np.arange(16) % 2).astype(np.float64)
-    sign_i = (2.0 * odd - 1.0)[:, None]  # +1 on odd rows, -1 on even rows
-    sign_j = (2.0 * odd - 1.0)[None, :]
-    checker = np.where((np.add.outer(np.arange(16), np.arange(16)) % 2) == 1, -1.0, 1.0)
-    return (
-        c,
-        (c * sign_j).T,
-        c * checker,
-        (c * sign_i).T,
-        c * sign_i,
-        c * sign_j,
-        c.T,
-        (c * checker).T,
-    )
-
-
 @lru_cache(maxsize=64)
 def _banded_axis(original: int, reduced: int) -> tuple[npt.NDArray[np.intp], Float32Array]:
     """The axis matrix as (start column, weights) per output row: each row's kernel is a narrow
@@ -160,19 +140,50 @@ def _banded_axis(original: int, reduced: int) -> tuple[npt.NDArray[np.intp], Flo
     return starts, np.ascontiguousarray(weights.T)  # (band, 64)
 
 
-def _coefficients(luma: Float32Array, original_size: tuple[int, int]) -> tuple[Float64Array, int]:
+def _row_pass(
+    luma: Float32Array, starts: npt.NDArray[np.intp], weights: Float32Array
+) -> Float32Array:
+    partial = np.zeros((64, luma.shape[1]), dtype=np.float32)
+    for offset, row_weights in enumerate(weights):
+        partial += row_weights[:, None] * luma[starts + offset]
+    return partial
+
+
+def _column_pass(
+    partial: Float32Array, starts: npt.NDArray[np.intp], weights: Float32Array
+) -> Float64Array:
+    buffer = np.zeros((64, 64), dtype=np.float64)
+    for offset, column_weights in enumerate(weights):
+        buffer += partial[:, starts + offset] * column_weights[None, :]
+    return buffer
+
+
+def _buffers(
+    luma: Float32Array, original_size: tuple[int, int], *, dihedral: bool
+) -> list[Float64Array]:
+    """The 64x64 blurred-and-sampled buffer of the image, and with ``dihedral`` of its 7
+    rotations and mirrors, in the order original, rot90, rot180, rot270, flip x, flip y,
+    flip +1, flip -1.
+
+    The mirrors are filtered for real, not derived from the DCT by sign flips (the reference's
+    ``dct16OriginalTo*``): PDQ's box windows and sample grid are not symmetric, so the sign-flip
+    shortcut can land several bits away from the hash of the mirrored image, and a mirrored
+    copy near the threshold would be missed. A transpose commutes with the filter, so the
+    rotations come from transposing the four flipped buffers.
+    """
     width, height = original_size
     rows, cols = luma.shape
     row_starts, row_weights = _banded_axis(height, rows)
     col_starts, col_weights = _banded_axis(width, cols)
-    partial = np.zeros((64, cols), dtype=np.float32)
-    for offset, weights in enumerate(row_weights):
-        partial += weights[:, None] * luma[row_starts + offset]
-    buffer = np.zeros((64, 64), dtype=np.float64)
-    for offset, weights in enumerate(col_weights):
-        buffer += partial[:, col_starts + offset] * weights[None, :]
-    coefficients: Float64Array = _DCT @ buffer @ _DCT.T
-    return coefficients, _quality(buffer)
+    down = _row_pass(luma, row_starts, row_weights)
+    original = _column_pass(down, col_starts, col_weights)
+    if not dihedral:
+        return [original]
+    up = _row_pass(luma[::-1], row_starts, row_weights)  # the image flipped upside down
+    mirrored = _column_pass(down[:, ::-1], col_starts, col_weights)  # left-right mirror
+    flipped = _column_pass(up, col_starts, col_weights)
+    turned = _column_pass(up[:, ::-1], col_starts, col_weights)  # rotated 180 degrees
+    return [original, mirrored.T, turned, flipped.T, flipped, mirrored, original.T, turned.T]
 
 
 def pdq_from_luma(luma: Float32Array, original_size: tuple[int, int]) -> tuple[str, int]:
@@ -192,10 +203,9 @@ def pdq_variants_from_luma(
     width, height = original_size
     if width < _MIN_HASHABLE_DIM or height < _MIN_HASHABLE_DIM:
         return (_EMPTY_HASH,) * (8 if dihedral else 1), 0
-    coefficients, quality = _coefficients(luma, original_size)
-    if not dihedral:
-        return (_bits_hex(coefficients),), quality
-    return tuple(_bits_hex(c) for c in _dihedral(coefficients)), quality
+    buffers = _buffers(luma, original_size, dihedral=dihedral)
+    hashes = tuple(_bits_hex(_DCT @ buffer @ _DCT.T) for buffer in buffers)
+    return hashes, _quality(buffers[0])
 
 
 def _luma_of(image: Image.Image) -> Float32Array:
