@@ -77,16 +77,23 @@ def changes(
     return ids, codes, np.array([r[0] for r in removed], dtype=np.int64)
 
 
-def by_id(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Entry]:
+def by_id(
+    conn: sqlite3.Connection, ids: Iterable[int], at_version: int | None = None
+) -> dict[int, Entry]:
     wanted = sorted({int(i) for i in ids})
     out: dict[int, Entry] = {}
+    if at_version is None:
+        live, extra_args = "e.removed_version IS NULL", []
+    else:
+        live = "e.added_version <= ? AND (e.removed_version IS NULL OR e.removed_version > ?)"
+        extra_args = [at_version, at_version]
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM entries e JOIN lists l ON l.id = e.list_id "
-            f"WHERE e.id IN ({marks}) AND e.removed_version IS NULL",
-            chunk,
+            f"WHERE e.id IN ({marks}) AND {live}",
+            [*chunk, *extra_args],
         ):
             entry = _entry(row)
             out[entry.id] = entry

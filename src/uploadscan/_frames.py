@@ -28,6 +28,8 @@ Luma = npt.NDArray[np.float32]
 
 #: Frames whose PDQ differs from the last kept frame by at most this many bits are duplicates.
 DEDUP_DISTANCE = 6
+
+
 def block_mean(luma: Luma, factor: int) -> Luma:
     """Mean over ``factor`` x ``factor`` blocks, partial edge blocks averaged over their pixels
     (what ``Image.reduce`` does, and what ``_pdq.pdq_from_luma`` expects of a reduced plane)."""
@@ -40,16 +42,20 @@ def block_mean(luma: Luma, factor: int) -> Luma:
     return out
 
 
-def hash_luma(luma: Luma, *, dihedral: bool) -> tuple[tuple[str, ...], int]:
-    """PDQ (and its dihedral variants) of a full-resolution luma plane.
+def hash_luma(
+    luma: Luma, *, dihedral: bool, original_size: tuple[int, int] | None = None
+) -> tuple[tuple[str, ...], int]:
+    """PDQ (and its dihedral variants) of a luma plane.
 
     Large planes are block-averaged first, as ``_pdq`` does for still images; the PDQ operator
-    is computed from the original size, so the result stays the reference algorithm's.
+    is computed from the original size (``original_size`` when ``luma`` is already a reduced
+    plane, else its own), so the result stays the reference algorithm's.
     """
     height, width = luma.shape
     factor = min(height, width) // _pdq.REDUCE_MIN_SIDE
     reduced = block_mean(luma, factor) if factor > 1 else luma
-    return _pdq.pdq_variants_from_luma(reduced, (width, height), dihedral=dihedral)
+    size = original_size if original_size is not None else (width, height)
+    return _pdq.pdq_variants_from_luma(reduced, size, dihedral=dihedral)
 
 
 def _hamming(a: str, b: str) -> int:
@@ -72,16 +78,23 @@ class FrameCollector:
     variants: list[tuple[str, ...]] = field(default_factory=list)
     _last: dict[bool, tuple[float, str]] = field(default_factory=dict)
 
-    def add(self, timestamp: float, luma: Luma) -> None:
-        self._add(timestamp, luma, trimmed=False)
+    def add(
+        self, timestamp: float, luma: Luma, original_size: tuple[int, int] | None = None
+    ) -> None:
+        """Hash one frame. ``original_size`` (width, height) when ``luma`` is a reduced plane."""
+        height, width = luma.shape
+        size = original_size if original_size is not None else (width, height)
+        self._add(timestamp, luma, size, trimmed=False)
         if self.trim:
             box = content_box(luma)
             if box is not None:
                 top, bottom, left, right = box
-                self._add(timestamp, luma[top:bottom, left:right], trimmed=True)
+                scale_x, scale_y = size[0] / width, size[1] / height
+                cropped = (round((right - left) * scale_x), round((bottom - top) * scale_y))
+                self._add(timestamp, luma[top:bottom, left:right], cropped, trimmed=True)
 
-    def _add(self, timestamp: float, luma: Luma, *, trimmed: bool) -> None:
-        hashes, quality = hash_luma(luma, dihedral=self.dihedral)
+    def _add(self, timestamp: float, luma: Luma, size: tuple[int, int], *, trimmed: bool) -> None:
+        hashes, quality = hash_luma(luma, dihedral=self.dihedral, original_size=size)
         if quality < MIN_QUALITY:
             return
         last = self._last.get(trimmed)
@@ -103,9 +116,17 @@ class FrameCollector:
 
 
 def rgb_luma(rgb: npt.NDArray[np.uint8]) -> Luma:
-    """PDQ's luma of an (H, W, 3) RGB array."""
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    out: Luma = rgb[..., :3].astype(np.float32) @ weights
+    """PDQ's luma of an (H, W, 3) RGB array.
+
+    Channel by channel into one float32 plane: converting the whole (H, W, 3) array to float
+    first would cost 12 bytes per pixel (1.2 GB for a 100-megapixel frame).
+    """
+    out: Luma = rgb[..., 0].astype(np.float32)
+    out *= np.float32(0.299)
+    for channel, weight in ((1, 0.587), (2, 0.114)):
+        part = rgb[..., channel].astype(np.float32)
+        part *= np.float32(weight)
+        out += part
     return out
 
 

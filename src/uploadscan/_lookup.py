@@ -18,7 +18,7 @@ import numpy as np
 from . import hashtypes
 from ._errors import InvalidHashError
 from ._lists import Entry, HashList
-from ._matcher import Matcher
+from ._matcher import Matcher, MatcherView
 from ._policy import labels_pass, match_action
 from ._result import FrameHash
 from ._store import Store
@@ -27,6 +27,8 @@ from ._vpdq import video_match
 
 #: Frames of listed videos are stored as PDQ entries whose ``extra`` names the video.
 VIDEO_KEY = "video"
+#: Reads retried when a commit lands between reading the index version and the lists.
+_CONSISTENCY_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,36 @@ class Lookup:
         self._reload_lists()
         return self._needed
 
+    def match_consistent(
+        self,
+        queries: Sequence[QueryHash],
+        *,
+        upload_frames: Sequence[FrameHash] = (),
+        match_images_in_video: bool = True,
+    ) -> tuple[list[Match], dict[str, HashList]]:
+        """Match at one store version, and return the lists as they were at that version.
+
+        A sync in another process may commit at any moment; a verdict that names list version
+        N must have been answered from version N, so the index view, the lists and the entries
+        are read at one version, retrying when a commit lands in between.
+        """
+        for _ in range(_CONSISTENCY_ATTEMPTS):
+            version = self._store.version()
+            if version > self._matcher.version:
+                self._matcher.refresh(build=False)
+            view = self._matcher.view()
+            lists = self.lists()
+            if view.version == version == self._lists_version == self._store.version():
+                break
+        matches = self._match(
+            queries,
+            lists,
+            view,
+            upload_frames=upload_frames,
+            match_images_in_video=match_images_in_video,
+        )
+        return matches, lists
+
     def match(
         self,
         queries: Sequence[QueryHash],
@@ -101,10 +133,30 @@ class Lookup:
         upload_frames: Sequence[FrameHash] = (),
         match_images_in_video: bool = True,
     ) -> list[Match]:
-        hits = self._search(queries, lists)
+        """Match against ``lists`` through the indexes served now (see ``match_consistent``)."""
+        return self._match(
+            queries,
+            lists,
+            self._matcher.view(),
+            upload_frames=upload_frames,
+            match_images_in_video=match_images_in_video,
+        )
+
+    def _match(
+        self,
+        queries: Sequence[QueryHash],
+        lists: Mapping[str, HashList],
+        view: MatcherView,
+        *,
+        upload_frames: Sequence[FrameHash],
+        match_images_in_video: bool,
+    ) -> list[Match]:
+        hits = self._search(queries, lists, view)
         if not hits:
             return []
-        entries = self._store.entries({entry_id for entry_id, _, _ in hits})
+        entries = self._store.entries(
+            {entry_id for entry_id, _, _ in hits}, at_version=view.version
+        )
         image_best: dict[int, tuple[int, QueryHash, Entry]] = {}
         image_frames: dict[int, set[float]] = defaultdict(set)
         video_hits: dict[tuple[str, str], list[tuple[Entry, QueryHash, int]]] = defaultdict(list)
@@ -139,7 +191,7 @@ class Lookup:
         return matches
 
     def _search(
-        self, queries: Sequence[QueryHash], lists: Mapping[str, HashList]
+        self, queries: Sequence[QueryHash], lists: Mapping[str, HashList], view: MatcherView
     ) -> list[tuple[int, QueryHash, int]]:
         by_type: dict[str, list[QueryHash]] = defaultdict(list)
         for query in queries:
@@ -153,7 +205,7 @@ class Lookup:
             codes = np.frombuffer(
                 b"".join(bytes.fromhex(q.value) for q in group), dtype=np.uint8
             ).reshape(len(group), hash_type.bits // 8)
-            found = self._matcher.search(type_name, codes, radius)
+            found = view.search(type_name, codes, radius)
             for qi, entry_id, distance in zip(
                 found.query.tolist(), found.ids.tolist(), found.distance.tolist(), strict=True
             ):

@@ -217,11 +217,24 @@ class Matcher:
         self._last_check = time.monotonic()
         return state.version
 
-    def search(self, hash_type: str, codes: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
+    def view(self) -> MatcherView:
+        """The state served now, pinned: searches through it all answer from one store
+        version (``view.version``) even if a newer one is swapped in meanwhile."""
+        return MatcherView(self, self._current_state())
+
+    def search(
+        self,
+        hash_type: str,
+        codes: npt.NDArray[np.uint8],
+        max_distance: int,
+        *,
+        _state: _State | None = None,
+    ) -> SearchHits:
         """Every live entry of ``hash_type`` within ``max_distance`` bits of each query row.
 
         ``codes`` is (q, nbytes) uint8. Exact types only accept ``max_distance == 0``. All
-        hits come from one store version (``self.version`` at the time of the call).
+        hits come from one store version (``self.version`` at the time of the call); use
+        ``view()`` to keep several searches on one version.
         """
         ht = hashtypes.get(hash_type)
         queries = np.asarray(codes)
@@ -237,7 +250,7 @@ class Matcher:
             raise ConfigError(f"{hash_type} matches exactly; max_distance must be 0")
         if not 0 <= max_distance <= ht.bits:
             raise ConfigError(f"max_distance must be in [0, {ht.bits}], got {max_distance}")
-        state = self._current_state()
+        state = _state if _state is not None else self._current_state()
         ts = state.types.get(hash_type)
         if ts is None or queries.shape[0] == 0:
             return _empty_hits()
@@ -445,3 +458,18 @@ def _merge(parts: list[SearchHits]) -> SearchHits:
         )
     order = np.lexsort((hits.ids, hits.distance, hits.query))
     return SearchHits(hits.query[order], hits.ids[order], hits.distance[order])
+
+
+@dataclass(frozen=True)
+class MatcherView:
+    """One served version of the matcher's indexes (see ``Matcher.view``)."""
+
+    matcher: Matcher
+    state: _State
+
+    @property
+    def version(self) -> int:
+        return self.state.version
+
+    def search(self, hash_type: str, codes: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
+        return self.matcher.search(hash_type, codes, max_distance, _state=self.state)

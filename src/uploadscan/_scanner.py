@@ -134,7 +134,6 @@ class Scanner:
             check_content_id(content_id)
         started = time.perf_counter()
         strict = self._strict if strict is None else strict
-        lists = self._lookup.lists()
         needed = self._lookup.needed_types()
         try:
             hashed: ScanHashes | None = hash_for_scan(
@@ -152,7 +151,6 @@ class Scanner:
         queries = hashed.queries if hashed is not None else []
         verdict = self._finish(
             queries,
-            lists,
             started=started,
             hashes=hashed.result.hashes() if hashed is not None else {},
             media_type=hashed.result.media_type if hashed is not None else error_media(error),
@@ -192,7 +190,6 @@ class Scanner:
         sha = shown.get("sha256", [None])[0]
         return self._finish(
             queries,
-            self._lookup.lists(),
             started=started,
             hashes=shown,
             media_type=None,
@@ -204,7 +201,6 @@ class Scanner:
     def _finish(
         self,
         queries: Sequence[QueryHash],
-        lists: Mapping[str, HashList],
         *,
         started: float,
         hashes: Mapping[str, Sequence[str]],
@@ -213,9 +209,8 @@ class Scanner:
         errors: Sequence[UploadScanError],
         upload_frames: Sequence[FrameHash],
     ) -> Verdict:
-        matches = self._lookup.match(
+        matches, lists = self._lookup.match_consistent(
             queries,
-            lists,
             upload_frames=upload_frames,
             match_images_in_video=self._match_images_in_video,
         )

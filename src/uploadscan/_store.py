@@ -374,9 +374,10 @@ class Store:
         ``DeltaUnavailableError`` if ``compact`` purged tombstones the range needs."""
         return _entries.changes(self._conn(), self._path, hash_type, since_version, upto_version)
 
-    def entries(self, ids: Iterable[int]) -> dict[int, Entry]:
-        """Live entries by id; ids of removed or unknown entries are simply absent."""
-        return _entries.by_id(self._conn(), ids)
+    def entries(self, ids: Iterable[int], at_version: int | None = None) -> dict[int, Entry]:
+        """Entries by id, live now or (``at_version``) live at that store version; ids of
+        removed or unknown entries are simply absent."""
+        return _entries.by_id(self._conn(), ids, at_version)
 
     def list_entries(
         self, name: str, hash_type: str | None = None, limit: int | None = None

@@ -51,6 +51,7 @@ from ._errors import CorruptMediaError, MediaError, MediaTooLargeError, Unsuppor
 from ._frames import FrameCollector, VideoHashes, frame_luma
 from ._limits import Limits
 from ._media import check_deadline
+from ._result import FrameHash
 
 #: Demuxer allowed for each sniffed container type. Naming it stops FFmpeg from probing the
 #: upload as some other format (playlist formats can reference other files and URLs).
@@ -191,14 +192,39 @@ def _hash_av(job: _Job, interval: float) -> VideoHashes:
     else:
         chunk = _decode_planned(job, plan)
         duration, width, height = plan.duration, plan.width, plan.height
-    collector = chunk.collector
+    if chunk.decoded == 0:
+        # Every packet failed to decode (or there were none): an empty frame list would pass
+        # for "hashed, nothing to match" and let a damaged upload through on digests alone.
+        raise CorruptMediaError(
+            f"{job.media_type}: no frame could be decoded", media_type=job.media_type
+        )
+    frames, variants = _in_time_order(chunk.collector)
     return VideoHashes(
-        frames=tuple(collector.frames),
+        frames=frames,
         duration=duration,
         width=width,
         height=height,
         frames_decoded=chunk.decoded,
-        variants=tuple(collector.variants),
+        variants=variants,
+    )
+
+
+def _in_time_order(
+    collector: FrameCollector,
+) -> tuple[tuple[FrameHash, ...], tuple[tuple[str, ...], ...]]:
+    """The collected frames (and their variants) sorted by time.
+
+    Frames come out in time order from any well-formed file, but damaged timestamps (a
+    keyframe whose pts jumps back) can hash a frame at an earlier time after a later one; the
+    match rule needs the upload's frames sorted.
+    """
+    frames, variants = collector.frames, collector.variants
+    if all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(frames)):
+        return tuple(frames), tuple(variants)
+    order = sorted(range(len(frames)), key=lambda i: frames[i].timestamp)
+    return (
+        tuple(frames[i] for i in order),
+        tuple(variants[i] for i in order) if variants else (),
     )
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fuzzlib  # noqa: E402
+import fuzzlib
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

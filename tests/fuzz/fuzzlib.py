@@ -99,8 +99,15 @@ def generated_image_seeds() -> dict[str, bytes]:
     save("deflate.tif", base, "TIFF", compression="tiff_adobe_deflate")
     save("cmyk.tif", base.convert("CMYK"), "TIFF")
     frames = [Image.fromarray(_pattern(32, 24, seed=i)) for i in range(4)]
-    save("anim.gif", frames[0].convert("P"), "GIF", save_all=True,
-         append_images=[f.convert("P") for f in frames[1:]], duration=400, loop=0)  # fmt: skip
+    save(
+        "anim.gif",
+        frames[0].convert("P"),
+        "GIF",
+        save_all=True,
+        append_images=[f.convert("P") for f in frames[1:]],
+        duration=400,
+        loop=0,
+    )
     save("anim.webp", frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=400)
     save("anim.png", frames[0], "PNG", save_all=True, append_images=frames[1:], duration=400)
     exif = Image.Exif()
@@ -241,36 +248,41 @@ class InvariantError(AssertionError):
     """``hash_file`` broke its contract on an input (the message says how)."""
 
 
-def check_input(data: bytes) -> str:
-    """Run the target on ``data``; return a short outcome ("ok:<type>" or "error:<Class>").
+def check_input(
+    data: bytes, limits_kw: dict[str, Any] | None = None, scan: bool = True
+) -> tuple[str, Any]:
+    """Run the target on ``data``: (outcome, result or error).
 
-    Raises ``InvariantError`` (with the traceback of the offending exception) when anything
-    but an ``UploadScanError`` escapes or a returned result is malformed.
+    The outcome is "ok:<media type>" or "error:<UploadScanError subclass>". Raises
+    ``InvariantError`` (with the traceback of the offending exception) when anything but an
+    ``UploadScanError`` escapes or a returned result is malformed. ``scan`` also runs the
+    scanner's hashing path (dihedral variants, border-trimmed queries) on valid inputs.
     """
     import uploadscan
     from uploadscan._hashing import hash_for_scan
 
-    limits = uploadscan.Limits(**FUZZ_LIMITS_KW)
+    limits = uploadscan.Limits(**(FUZZ_LIMITS_KW if limits_kw is None else limits_kw))
     try:
         result = uploadscan.hash_file(data, limits=limits)
     except uploadscan.UploadScanError as exc:
         if not str(exc):
             raise InvariantError(f"{type(exc).__name__} without a message") from exc
-        return f"error:{type(exc).__name__}"
+        return f"error:{type(exc).__name__}", exc
     except Exception as exc:  # the bug this harness exists to find
         raise InvariantError(
             f"unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
         ) from exc
     _check_result(result, data)
-    try:  # the scanner's path: dihedral variants and border-trimmed queries
-        hash_for_scan(data, limits=limits, dihedral=True)
-    except uploadscan.UploadScanError:
-        pass  # a decode-time budget can run out on the second pass; that is allowed
-    except Exception as exc:
-        raise InvariantError(
-            f"hash_for_scan: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-        ) from exc
-    return f"ok:{result.media_type}"
+    if scan:
+        try:
+            hash_for_scan(data, limits=limits, dihedral=True)
+        except uploadscan.UploadScanError:
+            pass  # a decode-time budget can run out on the second pass; that is allowed
+        except Exception as exc:
+            raise InvariantError(
+                f"hash_for_scan: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            ) from exc
+    return f"ok:{result.media_type}", result
 
 
 def _is_hex(value: object, length: int) -> bool:
@@ -333,11 +345,19 @@ def limit_address_space(limit: int = WORKER_ADDRESS_SPACE) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def worker_main() -> None:
-    """Read length-prefixed inputs on stdin; answer one JSON line each on stdout."""
-    limit_address_space()
-    check_input(b"\xff\xd8\xff")  # import everything before the first measured input
+def worker_main(config: dict[str, Any]) -> None:
+    """Read length-prefixed inputs on stdin; answer one JSON line each on stdout.
+
+    ``config``: ``limits`` (``Limits`` keywords; default ``FUZZ_LIMITS_KW``), ``scan`` (also
+    run the scanner's hashing path), ``address_space`` (bytes for RLIMIT_AS).
+    """
+    limit_address_space(int(config.get("address_space", WORKER_ADDRESS_SPACE)))
+    limits_kw = config.get("limits")
+    scan = bool(config.get("scan", True))
+    check_input(b"\xff\xd8\xff", limits_kw, scan)  # import everything before measuring
     stdin, stdout = sys.stdin.buffer, sys.stdout
+    stdout.write("ready\n")
+    stdout.flush()
     while True:
         head = stdin.read(4)
         if len(head) < 4:
@@ -346,18 +366,24 @@ def worker_main() -> None:
         data = stdin.read(size)
         _peak_reset()
         started = time.monotonic()
+        reply: dict[str, Any] = {"bug": None}
         try:
-            outcome, bug = check_input(data), None
+            outcome, value = check_input(data, limits_kw, scan)
+            if outcome.startswith("ok:"):
+                reply["media_type"] = value.media_type
+                reply["pdq"] = value.pdq
+                reply["pdq_quality"] = value.pdq_quality
+                reply["md5"] = value.md5
+                reply["frames"] = len(value.frames)
+            else:
+                reply["error"] = str(value)
         except InvariantError as exc:
-            outcome, bug = "bug", str(exc)
+            outcome, reply["bug"] = "bug", str(exc)
         except MemoryError:
-            outcome, bug = "bug", "MemoryError escaped (address-space limit reached)"
-        reply = {
-            "outcome": outcome,
-            "bug": bug,
-            "seconds": time.monotonic() - started,
-            "peak_mb": peak_rss_mb(),
-        }
+            outcome, reply["bug"] = "bug", "MemoryError escaped (address-space limit reached)"
+        reply["outcome"] = outcome
+        reply["seconds"] = time.monotonic() - started
+        reply["peak_mb"] = peak_rss_mb()
         stdout.write(json.dumps(reply) + "\n")
         stdout.flush()
 
@@ -393,11 +419,14 @@ class Runner:
         *,
         werror: bool = False,
         stderr: Path | None = None,
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.timeout = timeout
         self.peak_limit_mb = peak_limit_mb
         self.werror = werror  # warnings as errors, as under pytest's filterwarnings = error
         self.stderr = stderr  # where the worker's stderr goes (default: discarded)
+        self.config = config or {}
+        self.last_reply: dict[str, Any] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
@@ -405,7 +434,7 @@ class Runner:
             command = [sys.executable]
             if self.werror:
                 command += ["-W", "error"]
-            command += [os.path.abspath(__file__), "--worker"]
+            command += [os.path.abspath(__file__), "--worker", json.dumps(self.config)]
             err = open(self.stderr, "ab") if self.stderr else subprocess.DEVNULL  # noqa: SIM115
             try:
                 self._proc = subprocess.Popen(
@@ -414,13 +443,20 @@ class Runner:
             finally:
                 if self.stderr:
                     err.close()  # type: ignore[union-attr]
+            assert self._proc.stdout is not None
+            ready, _, _ = select.select([self._proc.stdout], [], [], 120.0)
+            if not ready or self._proc.stdout.readline() != b"ready\n":
+                raise RuntimeError("the fuzz worker did not start (see its stderr)")
         return self._proc
 
     def close(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
 
     def __enter__(self) -> Runner:
         return self
@@ -429,10 +465,11 @@ class Runner:
         self.close()
 
     def run(self, data: bytes, stats: Stats) -> None:
+        """Run one input; the worker's reply (None after a hang or crash) is ``last_reply``."""
+        self.last_reply = None
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         started = time.monotonic()
-        # A first input also pays for the worker's imports; give it longer.
         try:
             proc.stdin.write(struct.pack("<I", len(data)) + data)
             proc.stdin.flush()
@@ -450,11 +487,12 @@ class Runner:
             return
         if not line:
             code = proc.wait()
-            self._proc = None
+            self.close()
             stats.findings.append(Finding("crash", f"worker died with status {code}", data))
             stats.outcomes["crash"] = stats.outcomes.get("crash", 0) + 1
             return
         reply = json.loads(line)
+        self.last_reply = reply
         outcome = reply["outcome"]
         stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
         stats.max_seconds = max(stats.max_seconds, reply["seconds"])
@@ -462,9 +500,7 @@ class Runner:
         if reply["bug"]:
             stats.findings.append(Finding("bug", reply["bug"], data))
         elif reply["peak_mb"] > self.peak_limit_mb:
-            stats.findings.append(
-                Finding("memory", f"peak RSS {reply['peak_mb']:.0f} MB", data)
-            )
+            stats.findings.append(Finding("memory", f"peak RSS {reply['peak_mb']:.0f} MB", data))
 
 
 def mutational_inputs(
@@ -487,8 +523,7 @@ def save_finding(finding: Finding, out_dir: Path) -> Path:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--worker"]:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        worker_main()
+    if sys.argv[1:2] == ["--worker"]:
+        worker_main(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
     else:
         sys.exit("fuzzlib.py is a library; run fuzz_media.py")

@@ -13,13 +13,24 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import UploadScanError
-from . import _batch, _demo, _hash, _lists, _report, _review, _scan, _serve, _sync
+from . import _batch, _demo, _doctor, _hash, _lists, _report, _review, _scan, _serve, _sync
 
 EXIT_OK = 0
 EXIT_FLAGGED = 1
 EXIT_ERROR = 2
 
-_COMMAND_MODULES = (_demo, _hash, _scan, _lists, _sync, _review, _report, _serve, _batch)
+_COMMAND_MODULES = (
+    _demo,
+    _hash,
+    _scan,
+    _lists,
+    _sync,
+    _review,
+    _report,
+    _serve,
+    _batch,
+    _doctor,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
