@@ -293,3 +293,26 @@ def test_bad_input_memory_stays_bounded(data_dir: Path) -> None:
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["maxrss_kb"] < 500 * 1024, report
     assert report["worst_seconds"] < 2.0, report
+
+
+def test_screenshot_of_a_listed_photo_gets_a_trimmed_query(data_dir: Path) -> None:
+    """A photo pasted into an app window (title bar, grey background, caption text) is
+    queried cropped to the picture too, and that query is within PDQ's threshold of the
+    reference hash of the photo itself."""
+    from PIL import ImageDraw
+
+    photo = Image.open(data_dir / "kodak" / "kodim03.png").convert("RGB")
+    canvas = Image.new("RGB", (900, 760), (236, 236, 240))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 900, 50), fill=(40, 44, 52))
+    draw.text((20, 15), "Photos - Viewer", fill=(220, 220, 220))
+    canvas.paste(photo.resize((600, 400)), (50, 100))
+    for k in range(3):
+        draw.text((50, 540 + 40 * k), "1,204 likes  reply  share", fill=0)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    bits, _ = pdqhash.compute(np.asarray(photo))
+    listed = np.packbits(bits.astype(np.uint8)).tobytes().hex()
+    queries = [q.value for q in hash_for_scan(buffer.getvalue()).queries if q.hash_type == "pdq"]
+    assert hamming(queries[0], listed) > 31  # the screenshot as a whole does not match
+    assert min(hamming(q, listed) for q in queries) <= 31

@@ -59,3 +59,67 @@ def content_box(luma: Luma) -> tuple[int, int, int, int] | None:
     if not horizontal:
         left, right = 0, width
     return top, bottom, left, right
+
+
+#: A pixel belongs to the background when its luma is this close to the border's median.
+_BACKGROUND_TOLERANCE = 12.0
+#: ... and the outermost pixels must mostly be that level.
+_FLAT_FRAME_SHARE = 0.6
+#: A row is part of the picture when it holds a dense run this long (share of the width).
+_PICTURE_RUN_SHARE = 0.3
+
+
+def _longest_runs(dense: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Length of the longest run of True in each row."""
+    padded = np.zeros((dense.shape[0], dense.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = dense
+    steps = np.diff(padded, axis=1)
+    starts = np.argwhere(steps == 1)
+    ends = np.argwhere(steps == -1)
+    longest = np.zeros(dense.shape[0], dtype=np.int64)
+    np.maximum.at(longest, starts[:, 0], ends[:, 1] - starts[:, 1])
+    return longest
+
+
+def _longest_block(flags: npt.NDArray[np.bool_]) -> tuple[int, int]:
+    """(start, stop) of the longest run of True in a 1-D array; (0, 0) if none."""
+    runs = _longest_runs(flags[None, :])
+    if runs[0] == 0:
+        return 0, 0
+    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
+    steps = np.diff(padded)
+    starts = np.flatnonzero(steps == 1)
+    stops = np.flatnonzero(steps == -1)
+    best = int(np.argmax(stops - starts))
+    return int(starts[best]), int(stops[best])
+
+
+def picture_box(luma: Luma) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of a picture on a flat background that also carries sparse
+    marks — a screenshot of a post: title bar, captions, buttons — or None.
+
+    ``content_box`` needs uniform bars; here the background only has to be mostly one level.
+    Pixels away from that level are "ink"; a picture row holds a long dense run of ink, a row
+    of interface text only short ones (words), so the picture is the tallest block of rows
+    with a long run, narrowed to the columns that are ink through that block.
+    """
+    height, width = luma.shape
+    if height < 16 or width < 16:
+        return None
+    frame = np.concatenate([luma[0], luma[-1], luma[:, 0], luma[:, -1]])
+    background = float(np.median(frame))
+    if np.mean(np.abs(frame - background) <= _BACKGROUND_TOLERANCE) < _FLAT_FRAME_SHARE:
+        return None  # the edges are not a background: a photo, not a picture on a canvas
+    ink = np.abs(luma - background) > _BACKGROUND_TOLERANCE
+    picture_rows = _longest_runs(ink) >= _PICTURE_RUN_SHARE * width
+    top, bottom = _longest_block(picture_rows)
+    if bottom - top < _MIN_CONTENT_SHARE * height * 0.5:
+        return None
+    left, right = _longest_block(ink[top:bottom].mean(axis=0) >= 0.5)
+    if right - left < _PICTURE_RUN_SHARE * width:
+        return None
+    trimmed = (
+        max(top, height - bottom) >= _MIN_BORDER_SHARE * height
+        or max(left, width - right) >= _MIN_BORDER_SHARE * width
+    )
+    return (top, bottom, left, right) if trimmed else None

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from . import hashtypes
-from ._borders import Luma, content_box
+from ._borders import Luma, content_box, picture_box
 from ._errors import ConfigError, UnsupportedMediaError
 from ._limits import DEFAULT_LIMITS, Limits
 from ._media import (
@@ -254,21 +254,21 @@ def _hash_image(
 
 
 def _trimmed_variants(luma: Luma, original_size: tuple[int, int]) -> tuple[str, ...]:
-    """PDQ variants of the picture inside uniform borders, if it has any.
+    """PDQ variants of the picture inside uniform borders, and of the picture on a flat
+    background with interface marks around it (a screenshot), where either is found.
 
-    A letterboxed, padded or screenshot-on-a-flat-background copy of a listed image only
-    matches once the borders are gone; the trimmed hashes are extra queries, never the
-    image's reported PDQ.
+    A letterboxed, padded or screenshot copy of a listed image only matches once the
+    surroundings are gone; the trimmed hashes are extra queries, never the image's reported
+    PDQ.
     """
-    box = content_box(luma)
-    if box is None:
-        return ()
-    top, bottom, left, right = box
+    boxes = {box for box in (content_box(luma), picture_box(luma)) if box is not None}
     scale_x = original_size[0] / luma.shape[1]
     scale_y = original_size[1] / luma.shape[0]
-    size = (round((right - left) * scale_x), round((bottom - top) * scale_y))
-    cropped = np.ascontiguousarray(luma[top:bottom, left:right])
-    variants, _ = pdq_variants_from_luma(cropped, size, dihedral=True)
+    variants: tuple[str, ...] = ()
+    for top, bottom, left, right in sorted(boxes):
+        size = (round((right - left) * scale_x), round((bottom - top) * scale_y))
+        cropped = np.ascontiguousarray(luma[top:bottom, left:right])
+        variants += pdq_variants_from_luma(cropped, size, dihedral=True)[0]
     return variants
 
 
