@@ -33,7 +33,7 @@ from ._media import MediaSource
 from ._policy import decide
 from ._result import FrameHash
 from ._store import Store
-from ._verdict import Action, ScanErrorInfo, Verdict, new_verdict_id
+from ._verdict import Action, ScanErrorInfo, Verdict, audit_record, new_verdict_id
 
 STORE_FILENAME = "store.sqlite3"
 INDEX_DIRNAME = "index"
@@ -240,18 +240,7 @@ class Scanner:
         return verdict
 
     def _record(self, verdict: Verdict, sha256: str | None) -> None:
-        self._store.record_decision(
-            {
-                "verdict_id": verdict.id,
-                "time": verdict.created,
-                "sha256": sha256,
-                "action": verdict.action.value,
-                "matches": [m.to_dict() for m in verdict.matches],
-                "list_versions": verdict.list_versions,
-                "errors": [e.to_dict() for e in verdict.errors],
-                "review_status": "pending" if verdict.action is Action.REVIEW else None,
-            }
-        )
+        self._store.record_decision(audit_record(verdict, sha256))
 
     # ------------------------------------------------------------------ lists
 

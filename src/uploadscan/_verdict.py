@@ -147,3 +147,18 @@ class Verdict:
             "elapsed_ms": round(self.elapsed_ms, 3),
             "created": self.created,
         }
+
+
+def audit_record(verdict: Verdict, sha256: str | None) -> dict[str, Any]:
+    """The decision-log row for ``verdict``: hashes, outcome and list versions, no content.
+    REVIEW verdicts enter the review queue as pending."""
+    return {
+        "verdict_id": verdict.id,
+        "time": verdict.created,
+        "sha256": sha256,
+        "action": verdict.action.value,
+        "matches": [m.to_dict() for m in verdict.matches],
+        "list_versions": verdict.list_versions,
+        "errors": [e.to_dict() for e in verdict.errors],
+        "review_status": "pending" if verdict.action is Action.REVIEW else None,
+    }

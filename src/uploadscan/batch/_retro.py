@@ -42,7 +42,7 @@ from .._hamming import HammingIndex, SearchHits
 from .._lookup import _search_radius
 from .._policy import decide
 from .._store import Store
-from .._verdict import Action, Verdict
+from .._verdict import Action, Verdict, audit_record
 from ._dask import TaskRunner, open_runner, worker_cache
 from ._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, RecordShard
 
@@ -195,18 +195,7 @@ def audit(store: Store, verdict: Verdict, sha256: str | None) -> bool:
     """Record ``verdict`` as ``Scanner`` does; False (and nothing written) if its id is there."""
     if store.decisions(verdict_id=verdict.id):
         return False
-    store.record_decision(
-        {
-            "verdict_id": verdict.id,
-            "time": verdict.created,
-            "sha256": sha256,
-            "action": verdict.action.value,
-            "matches": [m.to_dict() for m in verdict.matches],
-            "list_versions": verdict.list_versions,
-            "errors": [e.to_dict() for e in verdict.errors],
-            "review_status": "pending" if verdict.action is Action.REVIEW else None,
-        }
-    )
+    store.record_decision(audit_record(verdict, sha256))
     return True
 
 
