@@ -69,7 +69,7 @@ class Contender:
 
 def _hash_functions() -> tuple[dict[str, tuple[Contender, HashFn]], dict[str, str]]:
     """Every contender that imports, and why the others are missing."""
-    from uploadscan._hashing import hash_for_scan
+    from uploadscan.hashing._hash_file import hash_for_scan
 
     def ours(data: bytes, image: Image.Image) -> tuple[list[bytes], int | None]:
         scan = hash_for_scan(data)

@@ -31,7 +31,7 @@ from _common import (
     time_calls,
 )
 
-from uploadscan._hashing import hash_file
+from uploadscan.hashing._hash_file import hash_file
 
 PHOTOS = {
     "0.3 MP": "scikit-learn/china.jpg",  # 640 x 427

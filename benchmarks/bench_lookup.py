@@ -39,7 +39,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import find_data_dir, print_machine_info, print_table, summarize_ms
 
-from uploadscan._hamming import HammingIndex, brute_force_search
+from uploadscan.index._hamming import HammingIndex, brute_force_search
 
 THRESHOLD = 31
 SEED = 20240531

@@ -58,8 +58,8 @@ def make_uploads(data_dir: Path) -> list[bytes]:
 def build_home(home: Path, uploads: list[bytes], entries: int, seed: int) -> list[str]:
     """A data directory with one block list: ``entries`` random PDQ + half the uploads."""
     import uploadscan
-    from uploadscan._hashing import hash_file
-    from uploadscan._lists import EntryUpsert
+    from uploadscan.hashing._hash_file import hash_file
+    from uploadscan.store._lists import EntryUpsert
 
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 256, size=(entries, 32), dtype=np.uint8)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import find_data_dir, print_machine_info, print_table, summarize_ms
 
 from uploadscan import Scanner
-from uploadscan._lists import EntryUpsert
+from uploadscan.store._lists import EntryUpsert
 
 SIZE = (1732, 1155)  # 2.0 MP
 PHOTOS = [

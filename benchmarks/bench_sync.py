@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import percentile, print_machine_info, print_table
 
-from uploadscan._lists import EntryUpsert, ListKind
-from uploadscan._store import Store
+from uploadscan.store._lists import EntryUpsert, ListKind
+from uploadscan.store._store import Store
 from uploadscan.sync import sync_list
 
 STORE_FILENAME = "store.sqlite3"  # the Scanner's data-directory layout
@@ -93,7 +93,7 @@ def sync_steps(work: Path, n: int) -> dict[str, tuple[float, float]]:
 
 def index_build(home: Path) -> tuple[tuple[float, float], tuple[float, float]]:
     """(snapshot, full first refresh) times for the index a scanner builds after a sync."""
-    from uploadscan._matcher import Matcher
+    from uploadscan.index._files import Matcher
 
     with Store.open(home / STORE_FILENAME) as store:
         wall, cpu, _ = timed(lambda: store.snapshot("pdq"))

@@ -249,7 +249,7 @@ def test_killed_backfill_resumes_without_duplicates(
     base = [
         sys.executable,
         "-m",
-        "uploadscan.cli._batch",
+        "uploadscan.cli._jobs",
         "backfill",
         str(tmp_path / "catalogue"),
         "--home",

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from uploadscan import Scanner
-from uploadscan._store import Store
+from uploadscan.store._store import Store
 
 ENTRIES = 200_000
 KILL_POINTS = 15

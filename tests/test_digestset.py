@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uploadscan._digestset import DigestSet
 from uploadscan._errors import IndexError_, InvalidHashError
+from uploadscan.index._digestset import DigestSet
 
 
 def digests(algorithm: str, count: int, salt: bytes) -> list[bytes]:

@@ -17,9 +17,9 @@ import pytest
 from _local_http import LocalServer, Reply, Request
 
 from uploadscan._errors import ConfigError, FeedVerificationError, SyncError
-from uploadscan._lists import ListKind
-from uploadscan._store import Store
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
+from uploadscan.store._lists import ListKind
+from uploadscan.store._store import Store
 from uploadscan.sync import (
     HttpOptions,
     generate_keypair,

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from uploadscan._errors import ConfigError, IndexError_, InvalidHashError
-from uploadscan._hamming import HammingIndex, SearchHits, brute_force_search
+from uploadscan.index._hamming import HammingIndex, SearchHits, brute_force_search
 
 Triples = set[tuple[int, int, int]]
 
@@ -180,7 +180,7 @@ def test_persistence_round_trip_in_a_fresh_process(tmp_path: Path, seed: int) ->
     np.save(tmp_path / "queries.npy", queries)
     script = (
         "import sys, numpy as np\n"
-        "from uploadscan._hamming import HammingIndex\n"
+        "from uploadscan.index._hamming import HammingIndex\n"
         "index = HammingIndex.open(sys.argv[1])\n"
         "hits = index.search(np.load(sys.argv[2]), 31)\n"
         "for t in zip(hits.query.tolist(), hits.ids.tolist(), hits.distance.tolist()):\n"
@@ -260,7 +260,7 @@ def test_corrupted_tables_never_crash_and_verify_reports_them(tmp_path: Path, se
 def test_missing_file_and_wrong_kind(tmp_path: Path) -> None:
     with pytest.raises(IndexError_, match="missing"):
         HammingIndex.open(tmp_path / "nope.idx")
-    from uploadscan._digestset import DigestSet
+    from uploadscan.index._digestset import DigestSet
 
     DigestSet.build(np.zeros((3, 16), np.uint8), np.arange(3), tmp_path / "md5.idx")
     with pytest.raises(IndexError_, match="digestset"):

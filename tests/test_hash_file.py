@@ -26,8 +26,8 @@ from uploadscan._errors import (
     UnknownHashTypeError,
     UnsupportedMediaError,
 )
-from uploadscan._hashing import hash_file, hash_for_scan
-from uploadscan._limits import Limits
+from uploadscan.hashing._hash_file import hash_file, hash_for_scan
+from uploadscan.media._limits import Limits
 
 BRIDGE = "threatexchange/pdq/data/bridge-mods/aaa-orig.jpg"
 
@@ -262,7 +262,7 @@ import resource, sys, time
 sys.path[:0] = {paths!r}
 from tests.test_hash_file import bad_inputs
 from pathlib import Path
-from uploadscan._hashing import hash_file
+from uploadscan.hashing._hash_file import hash_file
 from uploadscan._errors import MediaError
 import json
 inputs = bad_inputs(Path({data_dir!r}))

@@ -16,10 +16,10 @@ import numpy.typing as npt
 import pytest
 
 from uploadscan._errors import ConfigError, InvalidHashError
-from uploadscan._hamming import SearchHits, brute_force_search
-from uploadscan._lists import EntryUpsert, ListKind
-from uploadscan._matcher import MANIFEST_NAME, Matcher
-from uploadscan._store import Store
+from uploadscan.index._files import MANIFEST_NAME, Matcher
+from uploadscan.index._hamming import SearchHits, brute_force_search
+from uploadscan.store._lists import EntryUpsert, ListKind
+from uploadscan.store._store import Store
 
 
 def hexes(codes: npt.NDArray[np.uint8]) -> list[str]:
@@ -192,8 +192,8 @@ def test_persistence_round_trip_in_a_new_process(tmp_path: Path, seed: int) -> N
         import json, sys
         from pathlib import Path
         import numpy as np
-        from uploadscan._matcher import Matcher
-        from uploadscan._store import Store
+        from uploadscan.index._files import Matcher
+        from uploadscan.store._store import Store
         d = Path(sys.argv[1])
         store = Store.open(d / "store.sqlite3")
         m = Matcher(store, d / "index")
@@ -258,8 +258,8 @@ _READER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import numpy as np
-    from uploadscan._matcher import Matcher
-    from uploadscan._store import Store
+    from uploadscan.index._files import Matcher
+    from uploadscan.store._store import Store
     d = Path(sys.argv[1])
     stop = d / "stop"
     store = Store.open(d / "store.sqlite3")

@@ -17,8 +17,8 @@ from uploadscan._errors import (
     MediaTooLargeError,
     UnsupportedMediaError,
 )
-from uploadscan._limits import DEFAULT_LIMITS, Limits
-from uploadscan._media import MediaKind, open_image, read_media, sniff
+from uploadscan.media._intake import MediaKind, open_image, read_media, sniff
+from uploadscan.media._limits import DEFAULT_LIMITS, Limits
 
 SNIFF_CASES = [
     ("pillow/Tests/images/hopper.jpg", "image/jpeg"),

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from uploadscan._errors import UnsupportedMediaError
-from uploadscan._hashing import hash_file
-from uploadscan._pdq import pdq_from_image, pdq_from_rgb
+from uploadscan.hashing._hash_file import hash_file
+from uploadscan.hashing._pdq_algorithm import pdq_from_image, pdq_from_rgb
 
 
 def reference_pdq(path: Path) -> tuple[str, int]:
@@ -147,7 +147,7 @@ def test_dihedral_variants_equal_reference_on_transformed_pixels(data_dir: Path,
     (``pdqhash.compute_dihedral`` derives mirrors by DCT sign flips, which drifts by several
     bits because PDQ's windows are not symmetric; a mirrored copy must hash like the mirror.)
     """
-    from uploadscan._pdq import _luma_of, pdq_variants_from_luma
+    from uploadscan.hashing._pdq_algorithm import _luma_of, pdq_variants_from_luma
 
     image = Image.open(data_dir / name).convert("RGB")
     pixels = np.asarray(image)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from uploadscan import Action, ListKind, ListSettings
-from uploadscan._lists import HashList
 from uploadscan._policy import decide, labels_pass, match_action
 from uploadscan._verdict import Match
+from uploadscan.store._lists import HashList
 
 
 def make_list(kind: ListKind, **settings: object) -> HashList:

@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from uploadscan import ConfigError, Scanner
-from uploadscan._lists import EntryUpsert, ListSettings
 from uploadscan.serve import create_app
 from uploadscan.serve._run import check_bind, is_loopback
+from uploadscan.store._lists import EntryUpsert, ListSettings
 
 BLOCKED_PDQ_IMAGE = "kodak/kodim01.png"  # listed by its reference PDQ
 BLOCKED_MD5_IMAGE = "kodak/kodim04.png"  # listed by the MD5 of its bytes

@@ -22,8 +22,8 @@ from uploadscan._errors import (
     ListNotFoundError,
     StoreCorruptError,
 )
-from uploadscan._lists import EntryUpsert, ListKind, ListSettings
-from uploadscan._store import DeltaUnavailableError, Store
+from uploadscan.store._lists import EntryUpsert, ListKind, ListSettings
+from uploadscan.store._store import DeltaUnavailableError, Store
 
 PDQ_A = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 PDQ_B = "e64cc9d91c623882f8d1f1d9a398e78c9f199b3bd83924f2b7e11e0bf861b064"
@@ -317,8 +317,8 @@ _WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from uploadscan._lists import EntryUpsert
-    from uploadscan._store import Store
+    from uploadscan.store._lists import EntryUpsert
+    from uploadscan.store._store import Store
 
     store = Store.open(sys.argv[1])
     rng = np.random.default_rng(5)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from uploadscan._errors import SyncError
-from uploadscan._lists import BatchResult, ListKind
-from uploadscan._packed import PackedUpserts
-from uploadscan._store import Store
+from uploadscan.store._lists import BatchResult, ListKind
+from uploadscan.store._packed import PackedUpserts
+from uploadscan.store._store import Store
 from uploadscan.sync._filelines import file_digest
 from uploadscan.sync._files import FileSource
 

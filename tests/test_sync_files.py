@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from uploadscan._errors import ConfigError, SyncError
-from uploadscan._lists import ListKind
-from uploadscan._store import Store
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
+from uploadscan.store._lists import ListKind
+from uploadscan.store._store import Store
 from uploadscan.sync import source_from_uri, sync_list
 
 # Reference values from python-threatexchange's signal examples (via the hash types).

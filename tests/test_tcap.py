@@ -20,9 +20,9 @@ import pytest
 from _local_http import LocalServer, Reply, Request
 
 from uploadscan._errors import ConfigError, SyncError
-from uploadscan._lists import ListKind
-from uploadscan._store import Store
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
+from uploadscan.store._lists import ListKind
+from uploadscan.store._store import Store
 from uploadscan.sync import Credentials, HttpOptions, source_from_uri, sync_list
 
 PDQ_A, PDQ_B = PdqHashType.example_values

@@ -24,10 +24,10 @@ from uploadscan._errors import (
     MediaTooLargeError,
     UnsupportedMediaError,
 )
-from uploadscan._limits import DEFAULT_LIMITS, Limits
-from uploadscan._result import FrameHash
-from uploadscan._video import VideoHashes, hash_video
-from uploadscan._vpdq import compare_videos, read_vpdq
+from uploadscan.hashing._result import FrameHash
+from uploadscan.hashing._vpdq import compare_videos, read_vpdq
+from uploadscan.media._limits import DEFAULT_LIMITS, Limits
+from uploadscan.media._video import VideoHashes, hash_video
 
 VIDEOS = "threatexchange/tmk/sample-videos"
 HASHES = "threatexchange/vpdq/sample-hashes"

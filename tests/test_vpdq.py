@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 
 from uploadscan._errors import ConfigError, InvalidHashError
-from uploadscan._result import FrameHash
-from uploadscan._vpdq import compare_videos, frame_halves, read_vpdq, video_match, write_vpdq
+from uploadscan.hashing._result import FrameHash
+from uploadscan.hashing._vpdq import (
+    compare_videos,
+    frame_halves,
+    read_vpdq,
+    video_match,
+    write_vpdq,
+)
 
 SAMPLE = "threatexchange/vpdq/sample-hashes"
 

@@ -30,12 +30,12 @@ from ._errors import (
     UnsupportedMediaError,
     UploadScanError,
 )
-from ._hashing import hash_file
-from ._limits import Limits
-from ._lists import HashList, ListKind, ListSettings
-from ._result import FrameHash, HashResult
 from ._scanner import Scanner
 from ._verdict import Action, Match, Verdict
+from .hashing._hash_file import hash_file
+from .hashing._result import FrameHash, HashResult
+from .media._limits import Limits
+from .store._lists import HashList, ListKind, ListSettings
 
 __version__ = "0.1.0"
 

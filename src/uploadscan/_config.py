@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
-from ._limits import Limits
+from .media._limits import Limits
 
 CONFIG_FILENAME = "config.json"
 

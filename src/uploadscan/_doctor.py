@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import IndexError_, StoreError, UploadScanError
-from ._store import Store
+from .store._store import Store
 
 STORE_FILENAME = "store.sqlite3"
 INDEX_DIRNAME = "index"
@@ -200,8 +200,8 @@ def check_index(store: Store, index_dir: Path) -> list[Finding]:
 
 
 def _check_index_file(index_dir: Path, hash_type: str, entry: Any, version: int) -> str | None:
-    from . import _digestset, _hamming
-    from ._mmapfile import map_file
+    from .index import _digestset, _hamming
+    from .index._mmapfile import map_file
 
     try:
         name, kind = str(entry["file"]), str(entry["kind"])
@@ -232,7 +232,7 @@ def _check_index_file(index_dir: Path, hash_type: str, entry: Any, version: int)
 def _repair_index(store: Store, index_dir: Path, findings: list[Finding]) -> None:
     """Delete the manifest and every index file it names (damaged or not, they are derived),
     then rebuild from the store under the matcher's build lock."""
-    from ._matcher import Matcher
+    from .index._files import Matcher
 
     manifest_path = index_dir / MANIFEST_NAME
     try:

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._lists import HashList, ListKind
 from ._verdict import Action, Match, most_severe
+from .store._lists import HashList, ListKind
 
 _KIND_ACTION = {ListKind.BLOCK: Action.BLOCK, ListKind.REVIEW: Action.REVIEW}
 

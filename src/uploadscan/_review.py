@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._errors import ConfigError, ListNotFoundError
-from ._lists import EntryUpsert, ListKind
-from ._store import Store
+from .store._lists import EntryUpsert, ListKind
+from .store._store import Store
 
 DECISIONS = {"confirm": "confirmed", "overturn": "overturned"}
 

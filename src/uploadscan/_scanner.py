@@ -23,17 +23,17 @@ from typing import Any
 
 from ._config import load_config
 from ._errors import ConfigError, MediaError, UploadScanError
-from ._hashing import ScanHashes, hash_for_scan
 from ._home import resolve_home
-from ._limits import DEFAULT_LIMITS, Limits
-from ._lists import HashList, ListKind, ListSettings
-from ._lookup import Lookup, QueryHash
-from ._matcher import Matcher
-from ._media import MediaSource
+from ._matching import Lookup, QueryHash
 from ._policy import decide
-from ._result import FrameHash
-from ._store import Store
 from ._verdict import Action, ScanErrorInfo, Verdict, audit_record, new_verdict_id
+from .hashing._hash_file import ScanHashes, hash_for_scan
+from .hashing._result import FrameHash
+from .index._files import Matcher
+from .media._intake import MediaSource
+from .media._limits import DEFAULT_LIMITS, Limits
+from .store._lists import HashList, ListKind, ListSettings
+from .store._store import Store
 
 STORE_FILENAME = "store.sqlite3"
 INDEX_DIRNAME = "index"
@@ -129,7 +129,7 @@ class Scanner:
         """
         self._check_open()
         if content_id is not None:
-            from .batch._published import check_content_id
+            from .store._published import check_content_id
 
             check_content_id(content_id)
         started = time.perf_counter()
@@ -159,7 +159,7 @@ class Scanner:
             upload_frames=hashed.result.frames if hashed is not None else (),
         )
         if content_id is not None and hashed is not None:
-            from .batch._published import record_scan
+            from .store._published import record_scan
 
             record_scan(self, content_id, hashed, verdict.created)
         return verdict

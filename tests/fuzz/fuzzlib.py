@@ -259,7 +259,7 @@ def check_input(
     scanner's hashing path (dihedral variants, border-trimmed queries) on valid inputs.
     """
     import uploadscan
-    from uploadscan._hashing import hash_for_scan
+    from uploadscan.hashing._hash_file import hash_for_scan
 
     limits = uploadscan.Limits(**(FUZZ_LIMITS_KW if limits_kw is None else limits_kw))
     try:

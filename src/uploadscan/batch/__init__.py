@@ -15,9 +15,9 @@ optional (``pip install "uploadscan[dask]"``) and only imported when a job needs
 
 from __future__ import annotations
 
+from ..store._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, RecordedPdq
 from ._backfill import BackfillItem, BackfillResult, backfill, list_source
 from ._parquet import export_parquet, read_parquet_shard
-from ._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, RecordedPdq
 from ._retro import RetroResult, RetroVerdict, retro
 
 __all__ = [

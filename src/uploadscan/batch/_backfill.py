@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError, StoreError
 from .._verdict import Verdict
+from ..store._published import PUBLISHED_FILENAME, MemorySink, PublishedItem, PublishedRecord
 from ._dask import TaskRunner, worker_cache
-from ._published import PUBLISHED_FILENAME, MemorySink, PublishedItem, PublishedRecord
 from ._retro import audit, batch_verdict_id, contextlib_runner
 
 if TYPE_CHECKING:

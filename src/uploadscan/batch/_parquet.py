@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ConfigError, StoreError
-from ._published import PublishedRecord, RecordShard
+from ..store._published import PublishedRecord, RecordShard
 
 __all__ = ["SCHEMA_FIELDS", "export_parquet", "parquet_shards", "read_parquet_shard"]
 

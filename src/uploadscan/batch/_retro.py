@@ -38,13 +38,13 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ConfigError
-from .._hamming import HammingIndex, SearchHits
-from .._lookup import _search_radius
+from .._matching import _search_radius
 from .._policy import decide
-from .._store import Store
 from .._verdict import Action, Verdict, audit_record
+from ..index._hamming import HammingIndex, SearchHits
+from ..store._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, RecordShard
+from ..store._store import Store
 from ._dask import TaskRunner, open_runner, worker_cache
-from ._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, RecordShard
 
 if TYPE_CHECKING:
     from .._scanner import Scanner

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import UploadScanError
-from . import _batch, _demo, _doctor, _hash, _lists, _report, _review, _scan, _serve, _sync
+from . import _demo, _doctor, _hash, _jobs, _lists, _report, _review, _scan, _serve, _sync
 
 EXIT_OK = 0
 EXIT_FLAGGED = 1
@@ -28,7 +28,7 @@ _COMMAND_MODULES = (
     _review,
     _report,
     _serve,
-    _batch,
+    _jobs,
     _doctor,
 )
 

@@ -66,8 +66,8 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._hashing import hash_file
     from .._scanner import Scanner
+    from ..hashing._hash_file import hash_file
 
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="uploadscan-demo-"))
     originals = {name: sample_image(name) for name in SAMPLE_NAMES}

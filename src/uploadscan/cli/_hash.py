@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._hashing import hash_file
+    from ..hashing._hash_file import hash_file
 
     failed = False
     for path in args.files:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from .._errors import ConfigError
-from .._lists import HashList, ListSettings
+from ..store._lists import HashList, ListSettings
 from ._output import print_json_line, print_table
 
 

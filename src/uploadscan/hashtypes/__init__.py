@@ -6,8 +6,7 @@ contract test every type must pass.
 
 from __future__ import annotations
 
-from ._base import HashType, HashTypeRegistry
-from ._builtin import (
+from ..hashing._builtin import (
     AHashType,
     DHashType,
     Md5HashType,
@@ -16,6 +15,7 @@ from ._builtin import (
     Sha256HashType,
     WHashType,
 )
+from ..hashing._protocol import HashType, HashTypeRegistry
 
 __all__ = [
     "AHashType",

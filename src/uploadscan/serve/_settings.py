@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from .._limits import Limits
+from ..media._limits import Limits
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

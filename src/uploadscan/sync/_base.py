@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from .. import hashtypes
 from .._errors import SyncError, UnknownHashTypeError
-from .._lists import EntryUpsert
+from ..store._lists import EntryUpsert
 
 __all__ = [
     "FetchBatch",

@@ -33,9 +33,9 @@ from .._errors import (
     SyncError,
     UnknownHashTypeError,
 )
-from .._lists import EntryUpsert
+from ..store._lists import EntryUpsert
 from ._base import FetchBatch
-from ._entries import EntryBuilder
+from ._entry_builder import EntryBuilder
 from ._feed_format import (
     DeltaRef,
     FileRef,

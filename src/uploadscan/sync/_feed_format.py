@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from .._errors import SyncError
-from .._lists import EntryUpsert
+from ..store._lists import EntryUpsert
 
 __all__ = [
     "FORMAT",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import ConfigError, SyncError
-from .._lists import EntryUpsert
+from ..store._lists import EntryUpsert
 from ._feed import MANIFEST, SIGNATURE
 from ._feed_format import (
     DeltaRef,

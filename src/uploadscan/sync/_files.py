@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._errors import ConfigError, InvalidHashError, SyncError, UnknownHashTypeError
-from .._lists import EntryUpsert
-from .._packed import PackedRun, PackedUpserts
+from ..store._lists import EntryUpsert
+from ..store._packed import PackedRun, PackedUpserts
 from ._base import FetchBatch, bounded_labels, map_signal_type
-from ._entries import EntryBuilder
+from ._entry_builder import EntryBuilder
 from ._filelines import HashingReader, Lines, file_digest, open_list_file
 from ._tepacked import TeFormat, te_runs
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import UploadScanError
-from .._lists import EntryUpsert, HashList
-from .._store import Store
+from ..store._lists import EntryUpsert, HashList
+from ..store._store import Store
 from ._base import FetchBatch, Source, StaleCheckpoint
 from ._credentials import Credentials
 from ._uri import source_from_uri

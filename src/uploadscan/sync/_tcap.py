@@ -29,10 +29,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._errors import ConfigError, InvalidHashError, SyncError
-from .._lists import EntryUpsert
+from ..store._lists import EntryUpsert
 from ._base import FetchBatch, bounded_labels
 from ._credentials import ENV_TCAP_CREDENTIALS, ENV_TCAP_TOKEN, Credentials, Secret
-from ._entries import EntryBuilder
+from ._entry_builder import EntryBuilder
 from ._http import HttpOptions, check_url, describe_url, http_get
 
 __all__ = ["TcapSource"]

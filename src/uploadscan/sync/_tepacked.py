@@ -21,9 +21,9 @@ import numpy.typing as npt
 
 from .. import hashtypes
 from .._errors import UploadScanError
-from .._packed import PackedRun
+from ..store._packed import PackedRun
 from ._base import map_signal_type
-from ._entries import DEGENERATE, EntryBuilder
+from ._entry_builder import DEGENERATE, EntryBuilder
 from ._filelines import Lines
 
 __all__ = ["TeFormat", "TeRecord", "te_runs"]

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ._errors import MediaTooLargeError
+from .._errors import MediaTooLargeError
+from ..hashing._pdq_algorithm import image_luma
 from ._frames import FrameCollector, VideoHashes
+from ._intake import check_deadline, check_pixels, decode_errors, open_image
 from ._limits import Limits
-from ._media import check_deadline, check_pixels, decode_errors, open_image
-from ._pdq import image_luma
 
 #: An animation's canvas may have at most ``max_pixels // ANIMATION_PIXEL_DIVISOR`` pixels.
 ANIMATION_PIXEL_DIVISOR = 4

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import ConfigError, InvalidHashError
-from ._hamming import brute_force_search
+from .._errors import ConfigError, InvalidHashError
+from ..index._hamming import brute_force_search
 from ._result import FrameHash
 
 MIN_QUALITY = 50

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from . import hashtypes
-from ._errors import InvalidHashError, ListNotFoundError, StoreError
+from .. import hashtypes
+from .._errors import InvalidHashError, ListNotFoundError, StoreError
 from ._lists import BatchResult, EntryUpsert
 
 __all__ = ["WriteTxn", "apply_batch", "commit_batch", "validated_deletes"]

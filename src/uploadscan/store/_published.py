@@ -30,12 +30,12 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ConfigError, StoreCorruptError, StoreError
-from .._lookup import QueryHash
-from .._result import FrameHash
+from .._matching import QueryHash
+from ..hashing._result import FrameHash
 
 if TYPE_CHECKING:
-    from .._hashing import ScanHashes
     from .._scanner import Scanner
+    from ..hashing._hash_file import ScanHashes
 
 __all__ = [
     "PUBLISHED_FILENAME",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from . import hashtypes
-from ._errors import InvalidHashError
+from .. import hashtypes
+from .._errors import InvalidHashError
 from ._lists import EntryUpsert
 
 __all__ = [

@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from uploadscan import _mih as mih
 from uploadscan._errors import ConfigError, IndexError_, InvalidHashError
-from uploadscan._mmapfile import MappedFile, SectionSpec, SectionWriter, map_file
+from uploadscan.index import _mih as mih
+from uploadscan.index._mmapfile import MappedFile, SectionSpec, SectionWriter, map_file
 
 __all__ = ["HammingIndex", "SearchHits", "brute_force_search"]
 

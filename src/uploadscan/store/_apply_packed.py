@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from . import hashtypes
-from ._batch import commit_batch, validated_deletes
+from .. import hashtypes
+from ._apply import commit_batch, validated_deletes
 from ._lists import BatchResult
 from ._packed import PackedGroup, PackedUpserts, dedupe_sorted, member, row_order
 

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from PIL import Image, features
 
-from ._errors import (
+from .._errors import (
     ConfigError,
     CorruptMediaError,
     MediaError,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import hashtypes
-from ._errors import StoreError
+from .. import hashtypes
+from .._errors import StoreError
 from ._lists import Entry
 
 __all__ = ["DeltaUnavailableError", "by_id", "changes", "of_list", "snapshot", "video_frames"]

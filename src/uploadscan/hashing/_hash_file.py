@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import hashtypes
-from ._borders import Luma, content_box, picture_box
-from ._errors import ConfigError, UnsupportedMediaError
-from ._limits import DEFAULT_LIMITS, Limits
-from ._media import (
+from .. import hashtypes
+from .._errors import ConfigError, UnsupportedMediaError
+from ..media._borders import Luma, content_box, picture_box
+from ..media._intake import (
     MediaInput,
     MediaKind,
     MediaSource,
@@ -34,11 +33,12 @@ from ._media import (
     open_image,
     read_media,
 )
-from ._pdq import JPEG_DRAFT_MIN_SIDE, image_luma, pdq_variants_from_luma
+from ..media._limits import DEFAULT_LIMITS, Limits
+from ._pdq_algorithm import JPEG_DRAFT_MIN_SIDE, image_luma, pdq_variants_from_luma
 from ._result import HashResult
 
 if TYPE_CHECKING:
-    from ._lookup import QueryHash
+    from .._matching import QueryHash
 
 _ALWAYS_COMPUTED = frozenset(("pdq", "md5", "sha256"))
 _IMAGEHASH_FUNCTION = {"ahash": "average_hash"}  # the others are named like the hash type
@@ -120,7 +120,7 @@ def hash_for_scan(
 ) -> ScanHashes:
     """Hash an upload for matching. Skips decoding entirely when no list needs a perceptual
     hash, and derives the dihedral PDQ variants from the same DCT (no re-decoding)."""
-    from ._lookup import QueryHash  # the matcher side; kept out of hash_file's import cost
+    from .._matching import QueryHash  # the matcher side; kept out of hash_file's import cost
 
     result, variants, frame_variants = _hash(
         media, limits=limits, extra=extra, need_pdq=need_perceptual, dihedral=dihedral
@@ -189,7 +189,7 @@ def _hash_video(
     dihedral: bool = False,
 ) -> tuple[HashResult, tuple[str, ...], tuple[tuple[str, ...], ...]]:
     try:
-        from ._video import hash_video  # imported lazily: PyAV is only loaded for videos
+        from ..media._video import hash_video  # imported lazily: PyAV is only loaded for videos
     except ImportError as exc:
         raise UnsupportedMediaError(
             f"{item.media_type}: video hashing is unavailable ({exc})", media_type=item.media_type

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import importlib
 import json
 import os
 import re
@@ -43,10 +42,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from . import hashtypes
-from ._errors import ConfigError, IndexError_, InvalidHashError, UploadScanError
+from .. import hashtypes
+from .._errors import ConfigError, IndexError_, InvalidHashError, UploadScanError
+from ..store._store import DeltaUnavailableError, Store
+from ._digestset import DigestSet
 from ._hamming import HammingIndex, SearchHits, brute_force_search
-from ._store import DeltaUnavailableError, Store
 
 __all__ = ["Matcher"]
 
@@ -71,7 +71,7 @@ class _Base(Protocol):
 class _DigestBase:
     """``DigestSet`` behind the same ``search`` interface as ``HammingIndex`` (distance 0)."""
 
-    def __init__(self, digests: Any) -> None:
+    def __init__(self, digests: DigestSet) -> None:
         self._set = digests
 
     def search(self, queries: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
@@ -83,34 +83,22 @@ class _DigestBase:
         return len(self._set)
 
 
-def _digestset_class() -> Any:
-    try:
-        return importlib.import_module("uploadscan._digestset").DigestSet
-    except (ImportError, AttributeError):
-        return None
-
-
 def _index_kind(hash_type: str) -> str:
-    if hashtypes.get(hash_type).default_threshold > 0 or _digestset_class() is None:
-        return "hamming"
-    return "digestset"
+    return "hamming" if hashtypes.get(hash_type).default_threshold > 0 else "digestset"
 
 
 def _build_file(
     kind: str, codes: npt.NDArray[np.uint8], ids: npt.NDArray[np.int64], path: Path
 ) -> None:
     if kind == "digestset":
-        _digestset_class().build(codes, ids, path)
+        DigestSet.build(codes, ids, path)
     else:
         HammingIndex.build(codes, ids, path)
 
 
 def _open_file(kind: str, path: Path) -> _Base:
     if kind == "digestset":
-        cls = _digestset_class()
-        if cls is None:
-            raise IndexError_(f"index file {path} needs DigestSet, which is unavailable")
-        return _DigestBase(cls.open(path))
+        return _DigestBase(DigestSet.open(path))
     if kind == "hamming":
         return HammingIndex.open(path)
     raise IndexError_(f"index file {path} has unknown kind {kind!r}")

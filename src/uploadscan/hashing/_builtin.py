@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import InvalidHashError
-from ._base import HashType, bits_set
+from ._protocol import HashType, bits_set
 
 
 class PdqHashType(HashType):

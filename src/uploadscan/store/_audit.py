@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 REVIEW_STATUSES = ("pending", "confirmed", "overturned")
 _ACTIONS = ("allow", "review", "block")

@@ -17,13 +17,13 @@ import numpy as np
 
 from . import hashtypes
 from ._errors import InvalidHashError
-from ._lists import Entry, HashList
-from ._matcher import Matcher, MatcherView
 from ._policy import labels_pass, match_action
-from ._result import FrameHash
-from ._store import Store
 from ._verdict import Match
-from ._vpdq import video_match
+from .hashing._result import FrameHash
+from .hashing._vpdq import video_match
+from .index._files import Matcher, MatcherView
+from .store._lists import Entry, HashList
+from .store._store import Store
 
 #: Frames of listed videos are stored as PDQ entries whose ``extra`` names the video.
 VIDEO_KEY = "video"

@@ -46,12 +46,12 @@ from typing import Any
 import av
 import av.error
 
+from .._errors import CorruptMediaError, MediaError, MediaTooLargeError, UnsupportedMediaError
+from ..hashing._result import FrameHash
 from ._animation import hash_animation
-from ._errors import CorruptMediaError, MediaError, MediaTooLargeError, UnsupportedMediaError
 from ._frames import FrameCollector, VideoHashes, frame_luma
+from ._intake import check_deadline
 from ._limits import Limits
-from ._media import check_deadline
-from ._result import FrameHash
 
 #: Demuxer allowed for each sniffed container type. Naming it stops FFmpeg from probing the
 #: upload as some other format (playlist formats can reference other files and URLs).

@@ -30,15 +30,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _audit, _batch, _batch_packed, _entries
-from ._batch import WriteTxn
-from ._entries import DeltaUnavailableError
-from ._errors import (
+from .._errors import (
     ConfigError,
     ListNotFoundError,
     StoreCorruptError,
     StoreError,
 )
+from . import _apply as _batch
+from . import _apply_packed as _batch_packed
+from . import _audit, _entries
+from ._apply import WriteTxn
+from ._entries import DeltaUnavailableError
 from ._lists import BatchResult, Entry, EntryUpsert, HashList, ListKind, ListSettings
 from ._packed import PackedUpserts
 from ._schema import SCHEMA_VERSION, SchemaTooNewError, migrate

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import hashtypes
 from .._errors import InvalidHashError
-from .._lists import EntryUpsert
+from ..store._lists import EntryUpsert
 
 __all__ = ["DEGENERATE", "EntryBuilder"]
 

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from uploadscan._errors import ConfigError, IndexError_, InvalidHashError
-from uploadscan._mih import expand_ranges
-from uploadscan._mmapfile import SectionSpec, SectionWriter, map_file
+from uploadscan.index._mih import expand_ranges
+from uploadscan.index._mmapfile import SectionSpec, SectionWriter, map_file
 
 __all__ = ["DigestSet"]
 

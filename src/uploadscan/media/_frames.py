@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _pdq
+from ..hashing import _pdq_algorithm as _pdq
+from ..hashing._result import FrameHash
+from ..hashing._vpdq import DEFAULT_MAX_SPAN, MIN_QUALITY
 from ._borders import content_box
-from ._result import FrameHash
-from ._vpdq import DEFAULT_MAX_SPAN, MIN_QUALITY
 
 Luma = npt.NDArray[np.float32]
 
