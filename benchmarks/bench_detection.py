@@ -9,7 +9,7 @@ EXIF-transposed, converted to RGB and capped at 1600 px on the long side. A hash
 original's hash; every transformed copy (``_transforms.py``) is hashed the way each contender
 hashes an upload and compared with the list:
 
-- uploadscan: what ``Scanner.scan`` does (``hash_for_scan``: our PDQ plus its dihedral variants,
+- uploadscan: what ``Scanner.scan`` does (``hash_upload``: our PDQ plus its dihedral variants,
   hashes of quality < 50 not matched) against the reference PDQ of the original (``pdqhash`` on
   the full decode), since lists are hashed by their publishers' tools, not by us;
 - python-threatexchange's ``PdqSignal`` (plain PDQ), perception's PDQ and PHash, imagehash's
@@ -69,10 +69,12 @@ class Contender:
 
 def _hash_functions() -> tuple[dict[str, tuple[Contender, HashFn]], dict[str, str]]:
     """Every contender that imports, and why the others are missing."""
-    from uploadscan.hashing._hash_file import hash_for_scan
+    from uploadscan.hashing._hash_file import hash_upload, types_for
+
+    types = types_for([])
 
     def ours(data: bytes, image: Image.Image) -> tuple[list[bytes], int | None]:
-        scan = hash_for_scan(data)
+        scan = hash_upload(data, types=types)
         values = [q.value for q in scan.queries if q.hash_type == "pdq" and q.frame is None]
         return [bytes.fromhex(v) for v in values], scan.result.pdq_quality
 

@@ -121,7 +121,7 @@ def speed(data_dir: Path, repeat: int, budget: float) -> None:
 
 
 def fidelity(data_dir: Path, limit: int | None) -> None:
-    from uploadscan._errors import UploadScanError
+    from uploadscan import UploadScanError
 
     paths = []
     for line in (data_dir / "MANIFEST.txt").read_text().splitlines():

@@ -5,7 +5,7 @@ running scanner within 2 s. On one generated python-threatexchange-format file o
 (seeded) PDQ hashes this measures:
 
 - first sync (parse + validate + apply as one replace batch), then, separately, the index
-  build that follows it (``store.snapshot`` and the whole ``Matcher.refresh``);
+  build that follows it (``store.snapshot`` and the whole ``IndexFiles.refresh``);
 - re-sync of the unchanged file (change detection only);
 - re-sync after 5 k lines removed + 5 k added (the path a list update takes);
 - update visibility: a ``Scanner`` already running in another process looks the same hash up
@@ -93,12 +93,12 @@ def sync_steps(work: Path, n: int) -> dict[str, tuple[float, float]]:
 
 def index_build(home: Path) -> tuple[tuple[float, float], tuple[float, float]]:
     """(snapshot, full first refresh) times for the index a scanner builds after a sync."""
-    from uploadscan.index._files import Matcher
+    from uploadscan.index._files import IndexFiles
 
     with Store.open(home / STORE_FILENAME) as store:
         wall, cpu, _ = timed(lambda: store.snapshot("pdq"))
         snap = (wall, cpu)
-        matcher = Matcher(store, home / INDEX_DIRNAME)
+        matcher = IndexFiles(store, home / INDEX_DIRNAME)
         wall, cpu, _ = timed(lambda: matcher.refresh(build=True))
     return snap, (wall, cpu)
 
@@ -241,7 +241,9 @@ def run(work: Path, n: int, compare_src: Path | None) -> None:
         rate = f"{n / wall:,.0f}" if key == "first" else "-"
         rows.append([label, wall, cpu, rate, prev, ratio])
     rows.append(["index build after it: store.snapshot", snap[0], snap[1], "-", "-", "-"])
-    rows.append(["index build after it: first Matcher.refresh", build[0], build[1], "-", "-", "-"])
+    rows.append(
+        ["index build after it: first IndexFiles.refresh", build[0], build[1], "-", "-", "-"]
+    )
     print_table(["step", "wall s", "CPU s", "entries/s", "previous s", "speed-up"], rows)
     print(f"peak RSS of the syncing process: {rss_mb:.0f} MB\n")
     print("## 10 k-entry delta seen by a Scanner running in another process\n")

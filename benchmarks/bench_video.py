@@ -40,10 +40,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import find_test_data  # noqa: E402
 
+from uploadscan._video_rule import compare_videos  # noqa: E402
+from uploadscan.hashing._pdq import hash_video  # noqa: E402
 from uploadscan.hashing._result import FrameHash  # noqa: E402
-from uploadscan.hashing._vpdq import compare_videos, read_vpdq  # noqa: E402
+from uploadscan.hashing._vpdq import read_vpdq  # noqa: E402
 from uploadscan.media._limits import DEFAULT_LIMITS  # noqa: E402
-from uploadscan.media._video import hash_video  # noqa: E402
 
 try:
     import vpdq

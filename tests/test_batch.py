@@ -34,6 +34,7 @@ from uploadscan.batch import (
     retro,
 )
 from uploadscan.batch._dask import DaskRunner, TaskRunner, open_runner
+from uploadscan.store._audit import DecisionOrigin, DecisionRecord
 
 IMAGES = [f"kodak/kodim{n:02d}.png" for n in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 15)]
 LISTED_PDQ = ["kodak/kodim03.png", "kodak/kodim07.png"]
@@ -83,9 +84,9 @@ def evidence(verdict: Verdict) -> tuple[str, list[tuple[str, str, int, str | Non
     )
 
 
-def evidence_dict(record: dict[str, Any]) -> tuple[str, list[tuple[str, str, int, str | None]]]:
-    return record["action"], sorted(
-        (m["list"], m["value"], m["distance"], m.get("video")) for m in record["matches"]
+def evidence_dict(record: DecisionRecord) -> tuple[str, list[tuple[str, str, int, str | None]]]:
+    return record.action.value, sorted(
+        (m["list"], m["value"], m["distance"], m.get("video")) for m in record.matches
     )
 
 
@@ -124,7 +125,7 @@ def test_backfill_gives_the_verdicts_of_scan(
         add_lists(single, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
         expected = {path: evidence(single.scan(path)) for path in paths}
     assert {p: evidence(v) for p, v in batch_verdicts.items() if v is not None} == expected
-    assert {r["verdict_id"]: evidence_dict(r) for r in audited} == {
+    assert {r.verdict_id: evidence_dict(r) for r in audited} == {
         v.id: evidence(v) for v in batch_verdicts.values() if v is not None
     }
     flagged = {Path(p).name for p, (action, _) in expected.items() if action != "allow"}
@@ -196,7 +197,7 @@ def test_retro_names_exactly_the_newly_listed_content(
                 assert evidence(named[content_id].verdict) == evidence(check.scan(media))
 
         # Audited once; a second run over the same range records nothing new.
-        audited = {r["verdict_id"] for r in scanner.store.decisions()}
+        audited = {r.verdict_id for r in scanner.store.decisions()}
         assert {v.verdict.id for v in result.verdicts} <= audited
         assert len(audited) == 7 + 4
         rerun = retro(scanner, runner=runner, since_version=before)
@@ -288,8 +289,9 @@ def test_killed_backfill_resumes_without_duplicates(
     with Scanner.open(home, audit=False) as scanner:
         decisions = scanner.store.decisions()
     assert len(decisions) == len(paths)  # one decision per content id, none twice
-    assert len({d["verdict_id"] for d in decisions}) == len(paths)
-    flagged = sum(d["action"] != "allow" for d in decisions)
+    assert len({d.verdict_id for d in decisions}) == len(paths)
+    assert {d.origin for d in decisions} == {DecisionOrigin.BACKFILL}
+    flagged = sum(d.action is not Action.ALLOW for d in decisions)
     assert flagged == 3 * 2  # kodim03, kodim07, kodim15 in two copies each
     with PublishedRecord.open(home / "published.sqlite3") as record:
         assert record.count() == len(paths)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uploadscan._errors import IndexError_, InvalidHashError
+from uploadscan import IndexFileError, InvalidHashError
 from uploadscan.index._digestset import DigestSet
 
 
@@ -61,12 +61,12 @@ def test_corrupt_and_truncated_files(tmp_path: Path) -> None:
     DigestSet.build(as_array(digests("md5", 1000, b"a")), np.arange(1000), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
-    with pytest.raises(IndexError_, match="damaged"):
+    with pytest.raises(IndexFileError, match="damaged"):
         DigestSet.open(path)
     damaged = bytearray(data)
     damaged[30] ^= 0xFF
     path.write_bytes(bytes(damaged))
-    with pytest.raises(IndexError_, match="damaged"):
+    with pytest.raises(IndexFileError, match="damaged"):
         DigestSet.open(path)
 
 

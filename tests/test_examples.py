@@ -40,7 +40,10 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the limit every example documents
 BLOCKED = "kodak/kodim01.png"
 REVIEWED = "kodak/kodim05.png"
 CLEAN = "kodak/kodim10.png"
-GARBAGE = b"not an image, not a video\x00\xff" * 64
+#: A JPEG header and then garbage: recognised media that cannot be decoded (the fail mode).
+CORRUPT_JPEG = b"\xff\xd8\xff\xe0" + b"not an image, not a video\x00\xff" * 64
+#: Bytes that are not media at all: matched by their exact hashes only, then published.
+NOT_MEDIA = b"%PDF-1.4\n" + b"a document, not a picture\n" * 64
 
 
 def reference_pdq(data: bytes) -> str:
@@ -305,11 +308,17 @@ def test_review_match_is_quarantined(example: ExampleClient, media: Media) -> No
 
 
 def test_unreadable_upload_follows_default_fail_mode(example: ExampleClient) -> None:
-    reply = example.upload(GARBAGE, filename="photo.jpg")
+    reply = example.upload(CORRUPT_JPEG, filename="photo.jpg")
     assert reply.status == 202  # fail mode review: nothing unchecked is published unseen
     [held] = stored(example.quarantine_dir, reply.body["verdict"])
-    assert held.name == reply.body["verdict"]  # no type could be sniffed, so no extension
-    assert held.read_bytes() == GARBAGE
+    assert held.read_bytes() == CORRUPT_JPEG
+
+
+def test_non_media_upload_is_published_after_its_exact_hashes(example: ExampleClient) -> None:
+    reply = example.upload(NOT_MEDIA, filename="notes.pdf")
+    assert reply.status == 201  # not media, no exact match: the non-media action (allow)
+    [kept] = stored(example.upload_dir, reply.body["verdict"])
+    assert kept.read_bytes() == NOT_MEDIA
 
 
 def test_missing_file_field_is_a_client_error(example: ExampleClient) -> None:
@@ -344,7 +353,7 @@ def test_fail_mode_block_refuses_unreadable_upload(
         else fastapi_client(home, tmp_path, monkeypatch)
     )
     with clients as client:
-        reply = client.upload(GARBAGE)
+        reply = client.upload(CORRUPT_JPEG)
         assert reply.status == 451
         assert reply.body["lists"] == []  # refused because it could not be checked
         assert all_files(client) == set()

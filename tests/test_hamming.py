@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from uploadscan._errors import ConfigError, IndexError_, InvalidHashError
+from uploadscan import ConfigError, IndexFileError, InvalidHashError
 from uploadscan.index._hamming import HammingIndex, SearchHits, brute_force_search
 
 Triples = set[tuple[int, int, int]]
@@ -224,7 +224,7 @@ def _built(tmp_path: Path) -> tuple[Path, bytes]:
 def test_truncated_file_is_a_typed_error(tmp_path: Path, keep: int) -> None:
     path, data = _built(tmp_path)
     path.write_bytes(data[:keep] if keep >= 0 else data[: len(data) // 2])
-    with pytest.raises(IndexError_, match="damaged"):
+    with pytest.raises(IndexFileError, match="damaged"):
         HammingIndex.open(path)
 
 
@@ -234,7 +234,7 @@ def test_corrupted_header_is_a_typed_error(tmp_path: Path, where: int) -> None:
     damaged = bytearray(data)
     damaged[where] ^= 0x55
     path.write_bytes(bytes(damaged))
-    with pytest.raises(IndexError_, match="damaged"):
+    with pytest.raises(IndexFileError, match="damaged"):
         HammingIndex.open(path)
 
 
@@ -248,22 +248,22 @@ def test_corrupted_tables_never_crash_and_verify_reports_them(tmp_path: Path, se
     noise = np.random.default_rng(2).integers(0, 256, size, dtype=np.uint8).tobytes()
     path.write_bytes(data[:start] + noise + data[start + size :])
     index = HammingIndex.open(path)
-    with pytest.raises(IndexError_, match="checksum"):
+    with pytest.raises(IndexFileError, match="checksum"):
         index.verify()
     queries = np.random.default_rng(3).integers(0, 256, size=(50, 32), dtype=np.uint8)
     for r in (8, 31):
         # A typed error is fine; a crash or a foreign exception is not.
-        with contextlib.suppress(IndexError_):
+        with contextlib.suppress(IndexFileError):
             index.search(queries, r)
 
 
 def test_missing_file_and_wrong_kind(tmp_path: Path) -> None:
-    with pytest.raises(IndexError_, match="missing"):
+    with pytest.raises(IndexFileError, match="missing"):
         HammingIndex.open(tmp_path / "nope.idx")
     from uploadscan.index._digestset import DigestSet
 
     DigestSet.build(np.zeros((3, 16), np.uint8), np.arange(3), tmp_path / "md5.idx")
-    with pytest.raises(IndexError_, match="digestset"):
+    with pytest.raises(IndexFileError, match="digestset"):
         HammingIndex.open(tmp_path / "md5.idx")
 
 

@@ -18,7 +18,7 @@ import pdqhash
 import pytest
 from PIL import Image
 
-from uploadscan._errors import (
+from uploadscan import (
     ConfigError,
     CorruptMediaError,
     MediaError,
@@ -26,7 +26,8 @@ from uploadscan._errors import (
     UnknownHashTypeError,
     UnsupportedMediaError,
 )
-from uploadscan.hashing._hash_file import hash_file, hash_for_scan
+from uploadscan.hashing._hash_file import hash_file, hash_upload, types_for
+from uploadscan.hashtypes import Md5HashType, Sha256HashType
 from uploadscan.media._limits import Limits
 
 BRIDGE = "threatexchange/pdq/data/bridge-mods/aaa-orig.jpg"
@@ -141,16 +142,16 @@ def test_modern_formats(data_dir: Path) -> None:
         assert hash_file(heic).pdq is not None
 
 
-def test_hash_for_scan_gives_dihedral_queries(data_dir: Path) -> None:
+def test_hash_upload_gives_dihedral_queries(data_dir: Path) -> None:
     data = (data_dir / BRIDGE).read_bytes()
-    scan = hash_for_scan(data)
+    scan = hash_upload(data, types=types_for([]))
     pdqs = [q for q in scan.queries if q.hash_type == "pdq"]
     assert [q.variant for q in pdqs] == list(range(8))
     with Image.open(io.BytesIO(data)) as image:
         expected, _ = pdqhash.compute_dihedral(np.asarray(image.convert("RGB")))
     for query, bits in zip(pdqs, expected, strict=True):
         assert hamming(query.value, np.packbits(bits.astype(np.uint8)).tobytes().hex()) <= 10
-    digests_only = hash_for_scan(data, need_perceptual=False)
+    digests_only = hash_upload(data, types=[Md5HashType(), Sha256HashType()])
     assert digests_only.result.pdq is None
     assert {q.hash_type for q in digests_only.queries} == {"md5", "sha256"}
 
@@ -210,9 +211,12 @@ def bad_inputs(data_dir: Path) -> dict[str, bytes]:
     }
 
 
-EXPECTED_ERRORS: dict[str, type[MediaError] | None] = {
-    "empty": UnsupportedMediaError,
-    "text": UnsupportedMediaError,
+#: Bytes that are not media: no error, the digests and no perceptual hash.
+NOT_MEDIA = "not media"
+
+EXPECTED_ERRORS: dict[str, type[MediaError] | str | None] = {
+    "empty": NOT_MEDIA,
+    "text": NOT_MEDIA,
     "jpeg_header_only": CorruptMediaError,
     "jpeg_half": CorruptMediaError,
     "jpeg_no_eoi": CorruptMediaError,  # Pillow refuses truncated JPEGs, even by two bytes
@@ -236,15 +240,21 @@ def test_bad_input_gives_typed_errors_quickly(data_dir: Path, tmp_path: Path) ->
             result = hash_file(data)
             assert result.pdq is not None
             assert hamming(result.pdq, reference_pdq(data)[0]) <= 10, name
+        elif expected == NOT_MEDIA:
+            result = hash_file(data)
+            assert (result.pdq, result.is_media) == (None, False), name
+            assert result.md5 == hashlib.md5(data).hexdigest(), name
+            assert result.sha256 == hashlib.sha256(data).hexdigest(), name
         else:
+            assert not isinstance(expected, str)
             with pytest.raises(expected):
                 hash_file(data)
         assert time.monotonic() - started < 2.0, name
-    # The name is never trusted: text saved as .jpg is still text.
+    # The name is never trusted: text saved as .jpg is still text, hashed by its bytes only.
     fake = tmp_path / "photo.jpg"
     fake.write_bytes(inputs["text"])
-    with pytest.raises(UnsupportedMediaError):
-        hash_file(fake)
+    result = hash_file(fake)
+    assert (result.media_type, result.pdq) == ("application/octet-stream", None)
 
 
 def test_limits_are_enforced(data_dir: Path) -> None:
@@ -263,7 +273,7 @@ sys.path[:0] = {paths!r}
 from tests.test_hash_file import bad_inputs
 from pathlib import Path
 from uploadscan.hashing._hash_file import hash_file
-from uploadscan._errors import MediaError
+from uploadscan import MediaError
 import json
 inputs = bad_inputs(Path({data_dir!r}))
 worst = 0.0
@@ -313,6 +323,7 @@ def test_screenshot_of_a_listed_photo_gets_a_trimmed_query(data_dir: Path) -> No
     canvas.save(buffer, format="PNG")
     bits, _ = pdqhash.compute(np.asarray(photo))
     listed = np.packbits(bits.astype(np.uint8)).tobytes().hex()
-    queries = [q.value for q in hash_for_scan(buffer.getvalue()).queries if q.hash_type == "pdq"]
+    hashed = hash_upload(buffer.getvalue(), types=types_for([]))
+    queries = [q.value for q in hashed.queries if q.hash_type == "pdq"]
     assert hamming(queries[0], listed) > 31  # the screenshot as a whole does not match
     assert min(hamming(q, listed) for q in queries) <= 31

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uploadscan import hashtypes
-from uploadscan._errors import InvalidHashError, UnknownHashTypeError
+from uploadscan import HashTypeError, InvalidHashError, UnknownHashTypeError, hashtypes
 from uploadscan.hashtypes import HashType, HashTypeRegistry
 from uploadscan.testing import check_hash_type
 
@@ -61,13 +60,13 @@ def test_registry_rejects_duplicates_and_bad_names() -> None:
     registry = HashTypeRegistry()
     registry.register(Custom())
     check_hash_type(Custom())
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(HashTypeError, match="already registered"):
         registry.register(Custom())
 
     class BadName(Custom):
         name = "Bad-Name"
 
-    with pytest.raises(ValueError, match="must match"):
+    with pytest.raises(HashTypeError, match="must match"):
         registry.register(BadName())
 
 
@@ -80,5 +79,28 @@ def test_contract_catches_a_broken_type() -> None:
         def validate(self, value: object) -> str:
             return str(value)  # accepts anything
 
-    with pytest.raises(AssertionError, match=r"case matters|malformed"):
+    with pytest.raises(HashTypeError, match=r"case matters|whitespace matters|malformed"):
         check_hash_type(Sloppy())
+
+
+def test_contract_check_works_under_python_o(tmp_path: object) -> None:
+    """The check raises real exceptions, so it still fails a broken type under -O."""
+    import subprocess
+    import sys
+
+    code = (
+        "from uploadscan.hashtypes import HashType\n"
+        "from uploadscan.testing import check_hash_type\n"
+        "class Sloppy(HashType):\n"
+        "    name = 'sloppy'\n"
+        "    bits = 64\n"
+        "    example_values = ('0123456789abcdef', '0123456789abcdef')\n"
+        "try:\n"
+        "    check_hash_type(Sloppy())\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "HashTypeError"

@@ -118,8 +118,10 @@ def test_every_input_is_a_typed_error_or_a_hash_in_bounded_time_and_memory(
             problems.append(f"{name}: expected an error, got {outcome}")
         elif expect == "error" and outcome.split(":", 1)[1] not in info["error_types"]:
             problems.append(f"{name}: expected one of {info['error_types']}, got {outcome}")
-        elif expect == "hash" and not outcome.startswith("ok:"):
+        elif expect in ("hash", "bytes") and not outcome.startswith("ok:"):
             problems.append(f"{name}: expected a hash, got {outcome}: {reply.get('error')}")
+        elif expect == "bytes" and reply.get("pdq") is not None:
+            problems.append(f"{name}: not media, yet a PDQ hash")
         if "media_type" in info and reply.get("media_type") != info["media_type"]:
             problems.append(f"{name}: media type {reply.get('media_type')}")
     assert not problems, "\n".join(problems)

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from uploadscan._errors import ConfigError, InvalidHashError
-from uploadscan.index._files import MANIFEST_NAME, Matcher
+from uploadscan import ConfigError, InvalidHashError
+from uploadscan.index._files import MANIFEST_NAME, IndexFiles
 from uploadscan.index._hamming import SearchHits, brute_force_search
 from uploadscan.store._lists import EntryUpsert, ListKind
 from uploadscan.store._store import Store
@@ -78,7 +78,7 @@ def test_exact_against_brute_force_across_versions(tmp_path: Path, seed: int) ->
         + [EntryUpsert("md5", h) for h in hexes(md5s)],
     )
     store.apply_batch("review", [EntryUpsert("pdq", h) for h in hexes(first[2500:])])
-    matcher = Matcher(store, tmp_path / "index")
+    matcher = IndexFiles(store, tmp_path / "index")
     v_prev = matcher.refresh()
     assert v_prev == store.version()
     manifest = json.loads((tmp_path / "index" / MANIFEST_NAME).read_text())
@@ -135,7 +135,7 @@ def test_delta_path_finds_new_and_drops_removed(tmp_path: Path, seed: int) -> No
     store.add_list("l", kind=ListKind.BLOCK)
     base = pdq_codes(rng, 2000)
     store.apply_batch("l", [EntryUpsert("pdq", h) for h in hexes(base)])
-    matcher = Matcher(store, tmp_path / "index", refresh_interval=None)
+    matcher = IndexFiles(store, tmp_path / "index", refresh_interval=None)
     matcher.refresh()
     new = pdq_codes(rng, 50)
     store.apply_batch(
@@ -162,7 +162,7 @@ def test_auto_refresh_picks_up_another_writer(tmp_path: Path, seed: int) -> None
     store = Store.open(tmp_path / "store.sqlite3")
     store.add_list("l", kind=ListKind.BLOCK)
     store.apply_batch("l", [EntryUpsert("pdq", h) for h in hexes(pdq_codes(rng, 100))])
-    matcher = Matcher(store, tmp_path / "index", refresh_interval=0.05)
+    matcher = IndexFiles(store, tmp_path / "index", refresh_interval=0.05)
     matcher.refresh()
     new = pdq_codes(rng, 10)
     with Store.open(tmp_path / "store.sqlite3") as writer:
@@ -181,7 +181,7 @@ def test_persistence_round_trip_in_a_new_process(tmp_path: Path, seed: int) -> N
     store.add_list("l", kind=ListKind.BLOCK)
     listed = pdq_codes(rng, 3000)
     store.apply_batch("l", [EntryUpsert("pdq", h) for h in hexes(listed)])
-    matcher = Matcher(store, tmp_path / "index")
+    matcher = IndexFiles(store, tmp_path / "index")
     matcher.refresh()
     q = queries_around(rng, listed, 30)
     mine = matcher.search("pdq", q, 31)
@@ -192,11 +192,11 @@ def test_persistence_round_trip_in_a_new_process(tmp_path: Path, seed: int) -> N
         import json, sys
         from pathlib import Path
         import numpy as np
-        from uploadscan.index._files import Matcher
+        from uploadscan.index._files import IndexFiles
         from uploadscan.store._store import Store
         d = Path(sys.argv[1])
         store = Store.open(d / "store.sqlite3")
-        m = Matcher(store, d / "index")
+        m = IndexFiles(store, d / "index")
         m.refresh()
         h = m.search("pdq", np.load(d / "q.npy"), 31)
         print(json.dumps([h.query.tolist(), h.ids.tolist(), h.distance.tolist(), m.version]))
@@ -220,17 +220,17 @@ def test_missing_or_corrupt_index_is_rebuilt(tmp_path: Path, seed: int) -> None:
     listed = pdq_codes(rng, 1000)
     store.apply_batch("l", [EntryUpsert("pdq", h) for h in hexes(listed)])
     index_dir = tmp_path / "index"
-    Matcher(store, index_dir).refresh()
+    IndexFiles(store, index_dir).refresh()
     name = json.loads((index_dir / MANIFEST_NAME).read_text())["types"]["pdq"]["file"]
     data = bytearray((index_dir / name).read_bytes())
     data[:64] = os.urandom(64)
     (index_dir / name).write_bytes(bytes(data))
     q = near(rng, listed[:20], 5)
-    fresh = Matcher(store, index_dir)
+    fresh = IndexFiles(store, index_dir)
     assert as_set(fresh.search("pdq", q, 31)) == expected(store, "pdq", q, 31)
     (index_dir / name).unlink()
     (index_dir / MANIFEST_NAME).write_text("{not json")
-    again = Matcher(store, index_dir)
+    again = IndexFiles(store, index_dir)
     assert as_set(again.search("pdq", q, 31)) == expected(store, "pdq", q, 31)
     assert json.loads((index_dir / MANIFEST_NAME).read_text())["types"]["pdq"]["count"] == 1000
     store.close()
@@ -238,7 +238,7 @@ def test_missing_or_corrupt_index_is_rebuilt(tmp_path: Path, seed: int) -> None:
 
 def test_search_argument_checks(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "store.sqlite3")
-    matcher = Matcher(store, tmp_path / "index")
+    matcher = IndexFiles(store, tmp_path / "index")
     assert len(matcher.search("pdq", np.zeros((3, 32), np.uint8), 31)) == 0  # empty store
     with pytest.raises(InvalidHashError):
         matcher.search("pdq", np.zeros((3, 16), np.uint8), 31)
@@ -258,12 +258,12 @@ _READER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import numpy as np
-    from uploadscan.index._files import Matcher
+    from uploadscan.index._files import IndexFiles
     from uploadscan.store._store import Store
     d = Path(sys.argv[1])
     stop = d / "stop"
     store = Store.open(d / "store.sqlite3")
-    m = Matcher(store, d / "index", refresh_interval=0.0)
+    m = IndexFiles(store, d / "index", refresh_interval=0.0)
     generations = [np.load(d / f"gen{i}.npy") for i in range(int(sys.argv[2]))]
     seen, loops = set(), 0
     while not stop.exists():
@@ -290,7 +290,7 @@ def test_readers_in_other_processes_during_rebuilds(tmp_path: Path, seed: int) -
     for i, g in enumerate(gens):
         np.save(tmp_path / f"gen{i}.npy", g[:50])
     store.apply_batch("l", [EntryUpsert("pdq", h) for h in hexes(gens[0])])
-    writer = Matcher(store, tmp_path / "index", refresh_interval=None)
+    writer = IndexFiles(store, tmp_path / "index", refresh_interval=None)
     writer.refresh()
     readers = [
         subprocess.Popen(
@@ -330,7 +330,7 @@ def test_threads_search_while_refreshing(tmp_path: Path, seed: int) -> None:
     store.add_list("l", kind=ListKind.BLOCK)
     gens = [pdq_codes(rng, 2000) for _ in range(4)]
     store.apply_batch("l", [EntryUpsert("pdq", h) for h in hexes(gens[0])])
-    matcher = Matcher(store, tmp_path / "index", refresh_interval=0.0)
+    matcher = IndexFiles(store, tmp_path / "index", refresh_interval=0.0)
     matcher.refresh()
     stop = threading.Event()
     errors: list[BaseException] = []

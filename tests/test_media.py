@@ -10,15 +10,32 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from uploadscan._errors import (
+from uploadscan import (
     ConfigError,
     CorruptMediaError,
-    MediaError,
     MediaTooLargeError,
     UnsupportedMediaError,
+    UploadReadError,
 )
-from uploadscan.media._intake import MediaKind, open_image, read_media, sniff
+from uploadscan.media._image import open_image
+from uploadscan.media._intake import (
+    DigestFeed,
+    MediaInput,
+    MediaKind,
+    MediaSource,
+    classify,
+    read_upload,
+    sniff,
+)
 from uploadscan.media._limits import DEFAULT_LIMITS, Limits
+
+
+def read_media(media: MediaSource, limits: Limits) -> MediaInput:
+    """Read and classify an upload the way the hashing pass does (digests left out)."""
+    data = read_upload(media, limits, DigestFeed({}))
+    media_type, kind = classify(data, limits)
+    return MediaInput(data, media_type, kind, {})
+
 
 SNIFF_CASES = [
     ("pillow/Tests/images/hopper.jpg", "image/jpeg"),
@@ -65,10 +82,10 @@ def test_sniff_bmp_and_never_the_name(data_dir: Path) -> None:
     assert sniff(_bmp_bytes()) == "image/bmp"
     # A PNG renamed .jpg is still a PNG; plain text is nothing.
     assert sniff((data_dir / "pillow/Tests/images/hopper.png").read_bytes()) == "image/png"
-    with pytest.raises(UnsupportedMediaError):
-        sniff(b"hello, this is not an image\n" * 4)
-    with pytest.raises(UnsupportedMediaError):
-        sniff(b"")
+    # Not media at all: nothing to decode, not an error (only exact hashes apply).
+    assert sniff(b"hello, this is not an image\n" * 4) is None
+    assert sniff(b"") is None
+    # Media we recognise but cannot decode is an error: it takes the fail mode.
     with pytest.raises(UnsupportedMediaError):
         sniff((data_dir / "immich-test-assets/formats/jxl/8bit-sRGB.jxl").read_bytes())
 
@@ -140,8 +157,10 @@ def test_text_mode_and_wrong_types_are_config_errors(data_dir: Path, tmp_path: P
         read_media(fh, DEFAULT_LIMITS)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         read_media(12345, DEFAULT_LIMITS)  # type: ignore[arg-type]
-    with pytest.raises(MediaError, match="cannot read"):
+    with pytest.raises(UploadReadError, match="cannot read"):
         read_media(tmp_path / "missing.jpg", DEFAULT_LIMITS)
+    with pytest.raises(UploadReadError, match="is a directory"):
+        read_media(tmp_path, DEFAULT_LIMITS)
 
 
 def test_animated_images_are_videos(data_dir: Path) -> None:

@@ -10,7 +10,7 @@ import pdqhash
 import pytest
 from PIL import Image
 
-from uploadscan._errors import UnsupportedMediaError
+from uploadscan import UnsupportedMediaError
 from uploadscan.hashing._hash_file import hash_file
 from uploadscan.hashing._pdq_algorithm import pdq_from_image, pdq_from_rgb
 
@@ -147,7 +147,8 @@ def test_dihedral_variants_equal_reference_on_transformed_pixels(data_dir: Path,
     (``pdqhash.compute_dihedral`` derives mirrors by DCT sign flips, which drifts by several
     bits because PDQ's windows are not symmetric; a mirrored copy must hash like the mirror.)
     """
-    from uploadscan.hashing._pdq_algorithm import _luma_of, pdq_variants_from_luma
+    from uploadscan.hashing._pdq_algorithm import pdq_variants_from_luma
+    from uploadscan.media._frames import luma_of
 
     image = Image.open(data_dir / name).convert("RGB")
     pixels = np.asarray(image)
@@ -161,7 +162,7 @@ def test_dihedral_variants_equal_reference_on_transformed_pixels(data_dir: Path,
         pixels.transpose(1, 0, 2),
         np.rot90(pixels, 2).transpose(1, 0, 2),
     ]
-    ours, _ = pdq_variants_from_luma(_luma_of(image), image.size, dihedral=True)
+    ours, _ = pdq_variants_from_luma(luma_of(image), image.size, dihedral=True)
     for variant, transformed in zip(ours, transforms, strict=True):
         bits, _ = pdqhash.compute(np.ascontiguousarray(transformed))
         assert variant == np.packbits(bits.astype(np.uint8)).tobytes().hex()

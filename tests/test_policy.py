@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from uploadscan import Action, ListKind, ListSettings
-from uploadscan._policy import decide, labels_pass, match_action
+from uploadscan import Action, ListKind, ListSettings, hashtypes
+from uploadscan._policy import ListProblem, decide, labels_pass, match_action
 from uploadscan._verdict import Match
-from uploadscan.store._lists import HashList
+from uploadscan.store._lists import HashList, SyncState
+
+PDQ = hashtypes.get("pdq")
+MD5 = hashtypes.get("md5")
 
 
 def make_list(kind: ListKind, **settings: object) -> HashList:
@@ -27,20 +30,20 @@ def make_list(kind: ListKind, **settings: object) -> HashList:
 def make_match(hash_list: HashList, distance: int, hash_type: str = "pdq") -> Match:
     return Match(
         list_name=hash_list.name,
-        list_kind=hash_list.kind.value,
+        list_kind=hash_list.kind,
         list_version=hash_list.version,
         entry_id=1,
         hash_type=hash_type,
         value="00",
         distance=distance,
-        action=match_action(hash_list, hash_type, distance),
+        action=match_action(hash_list, hashtypes.get(hash_type), distance),
     )
 
 
 def test_kind_sets_the_action() -> None:
-    assert match_action(make_list(ListKind.BLOCK), "pdq", 3) is Action.BLOCK
-    assert match_action(make_list(ListKind.REVIEW), "pdq", 3) is Action.REVIEW
-    assert match_action(make_list(ListKind.ALLOW), "pdq", 3) is Action.ALLOW
+    assert match_action(make_list(ListKind.BLOCK), PDQ, 3) is Action.BLOCK
+    assert match_action(make_list(ListKind.REVIEW), PDQ, 3) is Action.REVIEW
+    assert match_action(make_list(ListKind.ALLOW), PDQ, 3) is Action.ALLOW
 
 
 @pytest.mark.parametrize(
@@ -48,9 +51,9 @@ def test_kind_sets_the_action() -> None:
 )
 def test_distance_band_sends_far_matches_to_review(distance: int, expected: str) -> None:
     blocklist = make_list(ListKind.BLOCK, pdq_action_distance=15)
-    assert match_action(blocklist, "pdq", distance).value == expected
+    assert match_action(blocklist, PDQ, distance).value == expected
     # Exact digests are never banded.
-    assert match_action(blocklist, "md5", 0) is Action.BLOCK
+    assert match_action(blocklist, MD5, 0) is Action.BLOCK
 
 
 def test_allowlist_overrides_block() -> None:
@@ -70,9 +73,14 @@ def test_most_severe_match_wins() -> None:
 @pytest.mark.parametrize("fail_mode", list(Action))
 def test_fail_mode_applies_to_hashing_errors_and_stale_lists(fail_mode: Action) -> None:
     assert decide([], fail_mode=fail_mode, hashing_failed=True).action is fail_mode
-    stale = decide([], fail_mode=fail_mode, stale_lists=["gifct"])
-    assert stale.action is fail_mode
-    assert "gifct" in stale.reasons[0]
+    for state in (SyncState.STALE, SyncState.NEVER_SYNCED):
+        problems = [ListProblem("gifct", state, warn_only=False)]
+        stale = decide([], fail_mode=fail_mode, list_problems=problems)
+        assert stale.action is fail_mode
+        assert "gifct" in stale.reasons[0] and "incomplete" in stale.reasons[0]
+        # warn_only names the list without forcing the fail mode.
+        warned = decide([], fail_mode=fail_mode, list_problems=[ListProblem("x", state, True)])
+        assert warned.action is Action.ALLOW and "warn only" in warned.reasons[0]
     block = make_list(ListKind.BLOCK)
     # A real block is never softened by the fail mode.
     assert (

@@ -12,10 +12,13 @@ EXPECTED = {
     "Action",
     "ConfigError",
     "CorruptMediaError",
+    "DeltaUnavailableError",
     "FeedVerificationError",
     "FrameHash",
     "HashList",
     "HashResult",
+    "HashTypeError",
+    "IndexFileError",
     "InvalidHashError",
     "Limits",
     "ListKind",
@@ -24,12 +27,18 @@ EXPECTED = {
     "Match",
     "MediaError",
     "MediaTooLargeError",
+    "RequestError",
     "Scanner",
+    "ScannerSettings",
+    "StaleCheckpointError",
     "StoreCorruptError",
     "StoreError",
+    "StoreVersionError",
     "SyncError",
+    "TruncatedDownloadError",
     "UnknownHashTypeError",
     "UnsupportedMediaError",
+    "UploadReadError",
     "UploadScanError",
     "Verdict",
     "__version__",
@@ -48,6 +57,31 @@ def test_every_error_is_an_uploadscan_error() -> None:
         obj = getattr(uploadscan, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, uploadscan.UploadScanError), name
+
+
+def test_every_error_the_library_defines_is_exported_and_in_the_tree() -> None:
+    """Each exception class in the package subclasses ``UploadScanError``, is defined in
+    ``_errors`` and is drawn in its docstring's tree."""
+    import ast
+    from pathlib import Path
+
+    from uploadscan import _errors
+
+    root = Path(uploadscan.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                getattr(base, "id", getattr(base, "attr", "")).endswith(("Error", "Exception"))
+                for base in node.bases
+            ):
+                assert path.name == "_errors.py", f"{path}: exception {node.name} outside _errors"
+    doc = _errors.__doc__ or ""
+    for name in dir(_errors):
+        obj = getattr(_errors, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, uploadscan.UploadScanError), name
+            assert name in doc, f"{name} is missing from the tree in _errors' docstring"
+            assert name in uploadscan.__all__, f"{name} is not exported"
 
 
 def test_action_values_are_the_wire_strings() -> None:

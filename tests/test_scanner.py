@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 import uploadscan
 from uploadscan import Action, Scanner
 from uploadscan._review import feedback, record_review, review_queue
+from uploadscan.store._audit import DecisionRecord
 
 LISTED = ["kodak/kodim03.png", "kodak/kodim07.png", "kodak/kodim15.png"]
 UNRELATED = ["kodak/kodim01.png", "kodak/kodim20.png", "scikit-image/astronaut.png"]
@@ -118,14 +119,22 @@ def test_input_kinds(scanner: Scanner, data_dir: Path) -> None:
 
 
 def test_bad_media_gets_fail_mode_or_raises_in_strict(scanner: Scanner) -> None:
-    verdict = scanner.scan(b"this is not an image", filename="photo.jpg")
+    verdict = scanner.scan(b"\xff\xd8\xff\xe0garbage", filename="photo.jpg")
     assert verdict.action is Action.REVIEW
-    assert verdict.errors and verdict.errors[0].type == "UnsupportedMediaError"
+    assert verdict.errors and verdict.errors[0].type == "CorruptMediaError"
+    assert verdict.errors[0].message.startswith("photo.jpg: ")
     assert "fail mode" in " ".join(verdict.reasons)
     with pytest.raises(uploadscan.MediaError):
         scanner.scan(b"\xff\xd8\xff\xe0garbage", strict=True)
     with Scanner.open(scanner.home, fail_mode="allow") as lenient:
-        assert lenient.scan(b"").action is Action.ALLOW
+        assert lenient.scan(b"\xff\xd8\xff\xe0garbage").action is Action.ALLOW
+    # Not media at all (empty, text): no error, exact hashes only, the non-media action.
+    for data in (b"", b"this is not an image"):
+        other = scanner.scan(data)
+        assert (other.action, other.errors) == (Action.ALLOW, ())
+        assert "only exact hashes" in " ".join(other.reasons)
+    with Scanner.open(scanner.home, non_media="review") as careful:
+        assert careful.scan(b"this is not an image").action is Action.REVIEW
 
 
 def test_allowlist_overrides(scanner: Scanner, data_dir: Path, tmp_path: Path) -> None:
@@ -184,8 +193,8 @@ def test_audit_review_and_feedback(scanner: Scanner, data_dir: Path) -> None:
     verdict = scanner.scan(copy)
     assert verdict.action is Action.REVIEW
     queue = review_queue(scanner.store)
-    assert [item["verdict_id"] for item in queue] == [verdict.id]
-    assert queue[0]["sha256"] == hashlib.sha256(copy).hexdigest()
+    assert [item.verdict_id for item in queue] == [verdict.id]
+    assert queue[0].sha256 == hashlib.sha256(copy).hexdigest()
     record_review(scanner.store, verdict.id, "overturn", note="art project", allowlist="fp")
     assert review_queue(scanner.store) == []
     rows = feedback(scanner.store)
@@ -263,7 +272,7 @@ def test_video_list_from_reference_vpdq(tmp_path: Path, data_dir: Path) -> None:
         assert s.scan(videos / "test-padded-dimensions.mp4").action is Action.ALLOW
 
 
-def test_cli_scan_exit_statuses(scanner: Scanner, data_dir: Path) -> None:
+def test_cli_scan_exit_statuses(scanner: Scanner, data_dir: Path, tmp_path: Path) -> None:
     home = str(scanner.home)
     scanner.close()
 
@@ -281,7 +290,9 @@ def test_cli_scan_exit_statuses(scanner: Scanner, data_dir: Path) -> None:
     assert flagged.returncode == 1
     lines = [json.loads(line) for line in flagged.stdout.splitlines()]
     assert [line["action"] for line in lines] == ["allow", "block"]
-    broken = run(Path(__file__))
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0garbage")
+    broken = run(corrupt)
     assert broken.returncode == 2
 
 
@@ -299,16 +310,14 @@ def test_config_file_sets_defaults_and_rejects_typos(tmp_path: Path) -> None:
     with Scanner.open(home, fail_mode="review") as s:  # keyword arguments win
         assert s.fail_mode is Action.REVIEW
     (home / "config.json").write_text(json.dumps({"fail_mod": "allow"}))
-    with pytest.raises(uploadscan.ConfigError, match="unknown setting 'fail_mod'"):
+    with pytest.raises(uploadscan.ConfigError, match=r"unknown setting.*'fail_mod'"):
         Scanner.open(home)
 
 
 def test_audit_retention_purges_old_decisions(scanner: Scanner, data_dir: Path) -> None:
     scanner.scan(data_dir / UNRELATED[0])
-    scanner.store.record_decision(
-        {"verdict_id": "old", "time": time.time() - 40 * 86400, "action": "allow"}
-    )
+    scanner.store.record_decision(DecisionRecord("old", Action.ALLOW, time.time() - 40 * 86400))
     assert len(scanner.store.decisions()) == 2
     with Scanner.open(scanner.home, audit_retention_days=30) as s:
-        assert [d["verdict_id"] for d in s.store.decisions()] != ["old"]
+        assert [d.verdict_id for d in s.store.decisions()] != ["old"]
         assert len(s.store.decisions()) == 1

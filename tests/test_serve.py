@@ -184,11 +184,15 @@ def test_scan_clean_photo_is_allowed(client: httpx.Client, data_dir: Path) -> No
 
 
 def test_scan_bad_media_is_a_verdict_not_an_http_error(client: httpx.Client) -> None:
-    r = client.post("/v1/scan", content=b"this is not an image at all" * 10)
+    r = client.post("/v1/scan", content=b"\xff\xd8\xff\xe0" + b"not an image at all" * 10)
     assert r.status_code == 200
     verdict = r.json()
     assert verdict["errors"], verdict
     assert verdict["action"] == "review"
+    # Bytes that are not media are no error: exact hashes only, then the non-media action.
+    other = client.post("/v1/scan", content=b"this is not an image at all" * 10).json()
+    assert (other["action"], other["errors"]) == ("allow", [])
+    assert "only exact hashes" in " ".join(other["reasons"])
 
 
 def test_scan_empty_body_is_400(client: httpx.Client) -> None:

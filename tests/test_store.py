@@ -16,14 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uploadscan._errors import (
+from uploadscan import (
+    Action,
     ConfigError,
+    DeltaUnavailableError,
     InvalidHashError,
     ListNotFoundError,
     StoreCorruptError,
 )
+from uploadscan.store._audit import DecisionOrigin, DecisionRecord, ReviewStatus
 from uploadscan.store._lists import EntryUpsert, ListKind, ListSettings
-from uploadscan.store._store import DeltaUnavailableError, Store
+from uploadscan.store._store import Store
 
 PDQ_A = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 PDQ_B = "e64cc9d91c623882f8d1f1d9a398e78c9f199b3bd83924f2b7e11e0bf861b064"
@@ -371,35 +374,38 @@ def test_writer_killed_mid_transaction_leaves_old_version(tmp_path: Path) -> Non
 def test_decisions_log(store: Store) -> None:
     now = time.time()
     store.record_decision(
-        {
-            "verdict_id": "v1",
-            "time": now - 100,
-            "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "action": "block",
-            "matches": [{"list": "gifct", "distance": 3}],
-            "list_versions": {"gifct": 4},
-        }
+        DecisionRecord(
+            verdict_id="v1",
+            time=now - 100,
+            sha256="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            action=Action.BLOCK,
+            matches=({"list": "gifct", "distance": 3},),
+            list_versions={"gifct": 4},
+        )
     )
-    store.record_decision({"verdict_id": "v2", "time": now, "action": "review"})
+    store.record_decision(DecisionRecord("v2", Action.REVIEW, now, origin=DecisionOrigin.LOOKUP))
     with pytest.raises(ConfigError, match="already exists"):
-        store.record_decision({"verdict_id": "v2", "action": "review"})
-    with pytest.raises(ConfigError, match="content"):
-        store.record_decision({"verdict_id": "v3", "action": "allow", "content": b"x"})
+        store.record_decision(DecisionRecord("v2", Action.REVIEW, now))
+    with pytest.raises(ConfigError, match="DecisionRecord"):
+        store.record_decision({"verdict_id": "v3", "action": "allow", "content": b"x"})  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
-        store.record_decision({"verdict_id": "v3", "action": "maybe"})
-    assert [d["verdict_id"] for d in store.decisions()] == ["v1", "v2"]
-    assert store.decisions(action="block")[0]["matches"] == [{"list": "gifct", "distance": 3}]
-    assert [d["verdict_id"] for d in store.decisions(since=now - 1)] == ["v2"]
-    store.set_review("v2", "pending", None)
-    store.set_review("v1", "overturned", "false positive: news report")
-    assert [d["verdict_id"] for d in store.decisions(review_status="pending")] == ["v2"]
-    assert store.decisions(review_status="overturned")[0]["review_note"].startswith("false")
+        DecisionRecord("v3", "maybe", now)  # type: ignore[arg-type]
+    assert [d.verdict_id for d in store.decisions()] == ["v1", "v2"]
+    assert store.decisions(action=Action.BLOCK)[0].matches == ({"list": "gifct", "distance": 3},)
+    assert [d.verdict_id for d in store.decisions(since=now - 1)] == ["v2"]
+    assert [d.verdict_id for d in store.decisions(origin=DecisionOrigin.LOOKUP)] == ["v2"]
+    store.set_review("v2", ReviewStatus.PENDING, None)
+    store.set_review("v1", ReviewStatus.OVERTURNED, "false positive: news report")
+    pending = store.decisions(review_status=ReviewStatus.PENDING)
+    assert [d.verdict_id for d in pending] == ["v2"]
+    overturned = store.decisions(review_status=ReviewStatus.OVERTURNED)[0]
+    assert overturned.review_note is not None and overturned.review_note.startswith("false")
     with pytest.raises(ConfigError):
-        store.set_review("v1", "approved", None)
+        store.set_review("v1", "approved", None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
-        store.set_review("nope", "confirmed", None)
+        store.set_review("nope", ReviewStatus.CONFIRMED, None)
     assert store.purge_decisions(now - 50) == 1
-    assert [d["verdict_id"] for d in store.decisions()] == ["v2"]
+    assert [d.verdict_id for d in store.decisions()] == ["v2"]
 
 
 def test_video_frames(store: Store) -> None:

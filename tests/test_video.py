@@ -18,16 +18,18 @@ import pdqhash
 import pytest
 from PIL import Image
 
-from uploadscan._errors import (
+from uploadscan import (
     CorruptMediaError,
     MediaError,
     MediaTooLargeError,
     UnsupportedMediaError,
 )
+from uploadscan._video_rule import compare_videos
+from uploadscan.hashing._pdq import PdqVideo as VideoHashes
+from uploadscan.hashing._pdq import hash_video
 from uploadscan.hashing._result import FrameHash
-from uploadscan.hashing._vpdq import compare_videos, read_vpdq
+from uploadscan.hashing._vpdq import read_vpdq
 from uploadscan.media._limits import DEFAULT_LIMITS, Limits
-from uploadscan.media._video import VideoHashes, hash_video
 
 VIDEOS = "threatexchange/tmk/sample-videos"
 HASHES = "threatexchange/vpdq/sample-hashes"

@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from uploadscan._errors import ConfigError, InvalidHashError
-from uploadscan.hashing._result import FrameHash
-from uploadscan.hashing._vpdq import (
-    compare_videos,
-    frame_halves,
-    read_vpdq,
-    video_match,
-    write_vpdq,
-)
+from uploadscan import ConfigError, FrameHash, InvalidHashError
+from uploadscan._video_rule import compare_videos, frame_halves, video_match
+from uploadscan.hashing._vpdq import read_vpdq, write_vpdq
 
 SAMPLE = "threatexchange/vpdq/sample-hashes"
 

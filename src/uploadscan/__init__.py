@@ -11,42 +11,66 @@
 
 The names below are the whole public API; everything in ``_modules`` is private. Plug-in
 hash types use ``uploadscan.hashtypes`` and test themselves with ``uploadscan.testing``.
+
+The package is laid out as its pipeline: ``media`` (intake, limits, decoding) feeds
+``hashing`` (one plug-in module per hash type), whose values the ``store`` keeps and the
+``index`` files look up; ``_matching``, ``_policy``, ``_judge`` and ``_scanner`` make verdicts
+on top. ``sync``, ``serve``, ``batch`` and ``cli`` are adapters around that core: they import
+it, it never imports them. This module is where the two meet (``Scanner.sync`` is wired to the
+sync adapter here).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from . import _scanner
+from ._action import Action
 from ._errors import (
     ConfigError,
     CorruptMediaError,
+    DeltaUnavailableError,
     FeedVerificationError,
+    HashTypeError,
+    IndexFileError,
     InvalidHashError,
     ListNotFoundError,
     MediaError,
     MediaTooLargeError,
+    RequestError,
+    StaleCheckpointError,
     StoreCorruptError,
     StoreError,
+    StoreVersionError,
     SyncError,
+    TruncatedDownloadError,
     UnknownHashTypeError,
     UnsupportedMediaError,
+    UploadReadError,
     UploadScanError,
 )
 from ._scanner import Scanner
-from ._verdict import Action, Match, Verdict
+from ._settings import ScannerSettings
+from ._verdict import Match, Verdict
 from .hashing._hash_file import hash_file
 from .hashing._result import FrameHash, HashResult
 from .media._limits import Limits
 from .store._lists import HashList, ListKind, ListSettings
+from .store._store import Store
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Action",
     "ConfigError",
     "CorruptMediaError",
+    "DeltaUnavailableError",
     "FeedVerificationError",
     "FrameHash",
     "HashList",
     "HashResult",
+    "HashTypeError",
+    "IndexFileError",
     "InvalidHashError",
     "Limits",
     "ListKind",
@@ -55,14 +79,29 @@ __all__ = [
     "Match",
     "MediaError",
     "MediaTooLargeError",
+    "RequestError",
     "Scanner",
+    "ScannerSettings",
+    "StaleCheckpointError",
     "StoreCorruptError",
     "StoreError",
+    "StoreVersionError",
     "SyncError",
+    "TruncatedDownloadError",
     "UnknownHashTypeError",
     "UnsupportedMediaError",
+    "UploadReadError",
     "UploadScanError",
     "Verdict",
     "__version__",
     "hash_file",
 ]
+
+
+def _sync_lists(store: Store, names: Sequence[str] | None) -> Sequence[_scanner.SyncOutcome]:
+    from .sync import sync_lists  # loaded on first sync, not on every import of uploadscan
+
+    return sync_lists(store, names)
+
+
+_scanner.set_list_syncer(_sync_lists)

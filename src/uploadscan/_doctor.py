@@ -21,13 +21,13 @@ sync), 2 damage that could not be repaired.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import IndexError_, StoreError, UploadScanError
+from ._errors import StoreError, UploadScanError
+from .index._files import check_index_files, rebuild_index_files
 from .store._store import Store
 
 STORE_FILENAME = "store.sqlite3"
@@ -155,7 +155,7 @@ def _check_lists(store: Store, report: DoctorReport, max_age: float, now: float)
                 )
             )
             continue
-        limit = hash_list.settings.max_age_seconds or max_age
+        limit = hash_list.settings.max_age(hash_list.source_kind) or max_age
         age = now - hash_list.last_sync
         if age > limit:
             report.findings.append(
@@ -171,81 +171,14 @@ def _check_lists(store: Store, report: DoctorReport, max_age: float, now: float)
 
 def check_index(store: Store, index_dir: Path) -> list[Finding]:
     """Problems with the index files of ``store`` in ``index_dir`` (reads every file)."""
-    findings: list[Finding] = []
-    manifest_path = index_dir / MANIFEST_NAME
-    store_types = set(store.hash_types())
-    if not manifest_path.exists():
-        if store_types:
-            findings.append(Finding("index", f"{manifest_path} is missing"))
-        return findings
-    try:
-        manifest = json.loads(manifest_path.read_bytes())
-        types = manifest["types"]
-        if manifest.get("format") != 1 or not isinstance(types, dict):
-            raise ValueError("unknown format")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        findings.append(Finding("index", f"{manifest_path} is damaged ({exc})"))
-        return findings
-    if manifest.get("store_id") != store.store_id:
-        findings.append(Finding("index", f"{manifest_path} was built from another store"))
-        return findings
-    version = store.version()
-    for hash_type in sorted(store_types - set(types)):
-        findings.append(Finding("index", f"no index file for {hash_type} in {manifest_path}"))
-    for hash_type, entry in sorted(types.items()):
-        problem = _check_index_file(index_dir, hash_type, entry, version)
-        if problem is not None:
-            findings.append(Finding("index", problem))
-    return findings
-
-
-def _check_index_file(index_dir: Path, hash_type: str, entry: Any, version: int) -> str | None:
-    from .index import _digestset, _hamming
-    from .index._mmapfile import map_file
-
-    try:
-        name, kind = str(entry["file"]), str(entry["kind"])
-        count, built_at = int(entry["count"]), int(entry["version"])
-    except (KeyError, TypeError, ValueError):
-        return f"manifest entry for {hash_type} is damaged"
-    if "/" in name or name.startswith("."):
-        return f"manifest entry for {hash_type} names an unsafe file {name!r}"
-    if built_at > version:
-        return f"index file {name} claims store version {built_at}, newer than the store's"
-    versions = {"hamming": _hamming._VERSION, "digestset": _digestset._VERSION}
-    if kind not in versions:
-        return f"index file {name} has unknown kind {kind!r}"
-    try:
-        mapped = map_file(index_dir / name, kind, frozenset({versions[kind]}))
-        mapped.verify()
-        if kind == "hamming":
-            length = len(_hamming.HammingIndex.open(index_dir / name))
-        else:
-            length = len(_digestset.DigestSet.open(index_dir / name))
-    except (IndexError_, OSError, ValueError) as exc:
-        return str(exc)
-    if length != count:
-        return f"index file {name} holds {length} entries, the manifest says {count}"
-    return None
+    return [Finding("index", problem) for problem in check_index_files(store, index_dir)]
 
 
 def _repair_index(store: Store, index_dir: Path, findings: list[Finding]) -> None:
     """Delete the manifest and every index file it names (damaged or not, they are derived),
     then rebuild from the store under the matcher's build lock."""
-    from .index._files import Matcher
-
-    manifest_path = index_dir / MANIFEST_NAME
     try:
-        manifest = json.loads(manifest_path.read_bytes())
-        names = [str(e["file"]) for e in manifest["types"].values()]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        names = []
-    for name in names:
-        if "/" not in name and not name.startswith("."):
-            (index_dir / name).unlink(missing_ok=True)
-    manifest_path.unlink(missing_ok=True)
-    try:
-        Matcher(store, index_dir, refresh_interval=None).refresh(build=True)
+        rebuild_index_files(store, index_dir)
     except UploadScanError as exc:
         findings.append(Finding("index", f"rebuilding the index failed: {exc}", repairable=False))
 

@@ -2,25 +2,33 @@
 
 An upload handler must be able to tell "this upload is bad" from "our setup is bad" without
 parsing messages, so each failure has its own type. Errors that are about a value the caller
-passed also subclass the matching builtin (``ValueError``, ``KeyError``), so generic handlers
-keep working.
+passed also subclass the matching builtin (``ValueError``, ``KeyError``, ``OSError``), so
+generic handlers keep working. Every class the library raises is defined here, and the ones a
+caller catches are exported from ``uploadscan``.
 
 ::
 
     UploadScanError
+    ├── UploadReadError (OSError)           the upload could not be read: no such file, a directory
     ├── MediaError (ValueError)             the upload itself cannot be hashed
-    │   ├── UnsupportedMediaError           unknown format, or a format whose plug-in is missing
+    │   ├── UnsupportedMediaError           media we recognise but cannot decode (a missing plug-in)
     │   ├── MediaTooLargeError              over a configured limit (bytes, pixels, frames, time)
     │   └── CorruptMediaError               truncated or malformed data
     ├── InvalidHashError (ValueError)       a hash string that is not valid for its type
     ├── UnknownHashTypeError (KeyError)     a hash-type name nobody registered
+    ├── HashTypeError (TypeError)           a plug-in hash type that breaks the protocol
     ├── StoreError                          the local data directory
-    │   ├── StoreCorruptError               the SQLite file or an index file is damaged
+    │   ├── StoreCorruptError               the SQLite file or one of its files is damaged
+    │   ├── StoreVersionError               written by a newer uploadscan than this one
+    │   ├── DeltaUnavailableError           changes asked for across a compacted range
     │   └── ListNotFoundError (KeyError)    no hash list of that name
-    ├── IndexError_                         an index file is missing, stale or damaged
+    ├── IndexFileError                      an index file is missing, stale or damaged
     ├── SyncError                           fetching or applying a list update failed
-    │   └── FeedVerificationError           signature, digest or sequence check failed
-    └── ConfigError (ValueError)            an invalid setting
+    │   ├── FeedVerificationError           signature, digest or sequence check failed
+    │   ├── StaleCheckpointError            the source cannot resume from the stored checkpoint
+    │   └── TruncatedDownloadError          the connection closed before the body was complete
+    ├── RequestError                        the sidecar service cannot serve a request as sent
+    └── ConfigError (ValueError)            an invalid setting or argument
 """
 
 from __future__ import annotations
@@ -28,6 +36,14 @@ from __future__ import annotations
 
 class UploadScanError(Exception):
     """Base class of every error uploadscan raises on purpose."""
+
+
+class UploadReadError(UploadScanError, OSError):
+    """The upload could not be read at all: a missing path, a directory, an I/O error.
+
+    That is a problem of the caller, not of the content, so ``Scanner.scan`` raises it instead
+    of answering with a fail-mode verdict, and nothing enters the review queue.
+    """
 
 
 class MediaError(UploadScanError, ValueError):
@@ -39,7 +55,7 @@ class MediaError(UploadScanError, ValueError):
 
 
 class UnsupportedMediaError(MediaError):
-    """Not a format we hash, or a format whose optional plug-in is not installed.
+    """A format we recognise but cannot decode, or whose optional plug-in is not installed.
 
     ``extra`` names the pip extra that adds support (for example ``"heif"``), if there is one.
     """
@@ -80,12 +96,29 @@ class UnknownHashTypeError(UploadScanError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class HashTypeError(UploadScanError, TypeError):
+    """A hash type cannot be registered: a bad or duplicate name, or a broken declaration."""
+
+
 class StoreError(UploadScanError):
     """The local data directory (SQLite store) cannot be used."""
 
 
 class StoreCorruptError(StoreError):
     """The store or one of its files is damaged; ``uploadscan doctor`` can repair indexes."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer uploadscan; ``found`` is its schema version."""
+
+    def __init__(self, message: str, *, found: int) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+class DeltaUnavailableError(StoreError):
+    """Changes were asked for across a version range whose tombstones ``compact()`` already
+    purged; the caller must read a fresh snapshot instead."""
 
 
 class ListNotFoundError(StoreError, KeyError):
@@ -95,7 +128,7 @@ class ListNotFoundError(StoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class IndexError_(UploadScanError):
+class IndexFileError(UploadScanError):
     """An index file is missing, stale or damaged. It can always be rebuilt from the store."""
 
 
@@ -105,6 +138,32 @@ class SyncError(UploadScanError):
 
 class FeedVerificationError(SyncError):
     """A feed failed authentication: bad signature, digest mismatch, or sequence rollback."""
+
+
+class StaleCheckpointError(SyncError):
+    """The stored checkpoint is too old to resume from; the sync refetches the whole list."""
+
+
+class TruncatedDownloadError(SyncError):
+    """The connection closed before the announced body (``Content-Length``) arrived."""
+
+
+class RequestError(UploadScanError):
+    """The sidecar service cannot serve a request as sent; answered as a JSON error.
+
+    ``status`` is the HTTP status, ``code`` a stable machine-readable name
+    (``body_too_large``, ``empty_body``...), ``headers`` extra response headers such as
+    ``Retry-After``.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
 
 
 class ConfigError(UploadScanError, ValueError):

@@ -1,10 +1,12 @@
-"""From query hashes to policy-checked matches, shared by ``scan`` and ``lookup``.
+"""From queries to policy-checked matches, shared by ``scan``, ``lookup`` and retro.
 
-Every hash of one upload — the image's PDQ and its dihedral variants, every video frame, the
-digests — goes to the matcher in one batch per hash type, searched at the widest threshold of
-any list; each hit is then checked against its own list's threshold, quality floor and label
-filter. Entries that belong to a listed video are grouped and judged by the time-coverage rule
-(``_vpdq``), so a video matches as a whole, not frame by frame.
+Every query of one upload — the image's hashes and their extra forms, every video frame, the
+digests — goes to the index files in one batch per hash type, searched at the widest
+threshold any list sets for that type; each hit is then checked against its own list's
+threshold, quality floor and label filter. Entries that belong to a listed video are grouped
+and judged by the time-coverage rule (``_video_rule``), so a video matches as a whole, not
+frame by frame. Nothing here knows a hash type by name: thresholds, quality and review bands
+come from each type's declaration (``hashing._protocol.HashType``).
 """
 
 from __future__ import annotations
@@ -15,71 +17,68 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import hashtypes
 from ._errors import InvalidHashError
 from ._policy import labels_pass, match_action
 from ._verdict import Match
-from .hashing._result import FrameHash
-from .hashing._vpdq import video_match
-from .index._files import Matcher, MatcherView
+from ._video_rule import video_match
+from .hashing._protocol import Closeness, HashType
+from .hashing._registry import registry
+from .hashing._result import FrameHash, Query
+from .index._files import IndexFiles, IndexView
 from .store._lists import Entry, HashList
 from .store._store import Store
 
-#: Frames of listed videos are stored as PDQ entries whose ``extra`` names the video.
+#: Frames of listed videos are stored as entries whose ``extra`` names the video.
 VIDEO_KEY = "video"
 #: Reads retried when a commit lands between reading the index version and the lists.
 _CONSISTENCY_ATTEMPTS = 5
 
 
+def queries_from_mapping(hashes: Mapping[str, str | Sequence[str]]) -> list[Query]:
+    """Validate ``{"pdq": "...", "md5": ["...", ...]}`` into queries.
+
+    Several values of a per-frame type (PDQ) are taken as the sampled frames of one video, a
+    second apart, so listed videos can be matched from precomputed hashes too.
+    """
+    if not isinstance(hashes, Mapping):
+        raise InvalidHashError("hashes must be a mapping from hash-type name to values")
+    out: list[Query] = []
+    for name, values in hashes.items():
+        hash_type = registry.get(name)
+        items = [values] if isinstance(values, str) else list(values)
+        as_frames = hash_type.per_frame and len(items) > 1
+        for index, value in enumerate(items):
+            canonical = hash_type.validate(value)
+            if as_frames:
+                out.append(Query(hash_type.name, canonical, frame=index, timestamp=float(index)))
+            else:
+                out.append(Query(hash_type.name, canonical))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
-class QueryHash:
-    """One hash to look up. ``variant`` 0 is the hash as computed, 1-7 its dihedral forms;
-    ``frame`` is the index of the video frame it came from (``None`` for a still image)."""
-
-    hash_type: str
-    value: str
-    variant: int = 0
-    quality: int | None = None
-    frame: int | None = None
-    timestamp: float | None = None
-
-    @classmethod
-    def from_mapping(cls, hashes: Mapping[str, str | Sequence[str]]) -> list[QueryHash]:
-        """Validate ``{"pdq": "...", "md5": ["...", ...]}`` into queries."""
-        if not isinstance(hashes, Mapping):
-            raise InvalidHashError("hashes must be a mapping from hash-type name to values")
-        out: list[QueryHash] = []
-        for name, values in hashes.items():
-            hash_type = hashtypes.get(name)
-            items = [values] if isinstance(values, str) else list(values)
-            # Several PDQ values are taken as the sampled frames of one video, a second apart,
-            # so listed videos can be matched from precomputed hashes too.
-            as_frames = hash_type.name == "pdq" and len(items) > 1
-            for index, value in enumerate(items):
-                canonical = hash_type.validate(value)
-                if as_frames:
-                    out.append(cls("pdq", canonical, frame=index, timestamp=float(index)))
-                else:
-                    out.append(cls(hash_type.name, canonical))
-        return out
+class _Hit:
+    entry_id: int
+    query: Query
+    measure: float
 
 
-class Lookup:
-    """Matches queries against the store's lists, through the matcher's indexes."""
+class Matcher:
+    """Matches queries against the store's lists, through the index files."""
 
-    def __init__(self, store: Store, matcher: Matcher) -> None:
+    def __init__(self, store: Store, index: IndexFiles) -> None:
         self._store = store
-        self._matcher = matcher
+        self._index = index
         self._lists_version = -1
         self._lists: dict[str, HashList] = {}
         self._needed: frozenset[str] = frozenset()
 
     def _reload_lists(self) -> None:
         version = self._store.version()
-        if version > self._matcher.version:
+        if version > self._index.version:
             # A write committed (here or in another process): serve it now rather than after
-            # the matcher's own polling interval. Cheap: a delta read, never an index build.
-            self._matcher.refresh(build=False)
+            # the index files' own polling interval. Cheap: a delta read, never a build.
+            self._index.refresh(build=False)
         if version != self._lists_version:
             lists = {hl.name: hl for hl in self._store.lists()}
             needed = {t for hl in lists.values() for t, n in hl.counts_by_type.items() if n > 0}
@@ -97,25 +96,29 @@ class Lookup:
 
     def match_consistent(
         self,
-        queries: Sequence[QueryHash],
+        queries: Sequence[Query],
         *,
         upload_frames: Sequence[FrameHash] = (),
         match_images_in_video: bool = True,
+        only_lists: frozenset[str] | None = None,
     ) -> tuple[list[Match], dict[str, HashList]]:
         """Match at one store version, and return the lists as they were at that version.
 
         A sync in another process may commit at any moment; a verdict that names list version
         N must have been answered from version N, so the index view, the lists and the entries
-        are read at one version, retrying when a commit lands in between.
+        are read at one version, retrying when a commit lands in between. ``only_lists``
+        restricts matching (and the returned lists) to those names.
         """
         for _ in range(_CONSISTENCY_ATTEMPTS):
             version = self._store.version()
-            if version > self._matcher.version:
-                self._matcher.refresh(build=False)
-            view = self._matcher.view()
+            if version > self._index.version:
+                self._index.refresh(build=False)
+            view = self._index.view()
             lists = self.lists()
             if view.version == version == self._lists_version == self._store.version():
                 break
+        if only_lists is not None:
+            lists = {name: hl for name, hl in lists.items() if name in only_lists}
         matches = self._match(
             queries,
             lists,
@@ -125,28 +128,11 @@ class Lookup:
         )
         return matches, lists
 
-    def match(
-        self,
-        queries: Sequence[QueryHash],
-        lists: Mapping[str, HashList],
-        *,
-        upload_frames: Sequence[FrameHash] = (),
-        match_images_in_video: bool = True,
-    ) -> list[Match]:
-        """Match against ``lists`` through the indexes served now (see ``match_consistent``)."""
-        return self._match(
-            queries,
-            lists,
-            self._matcher.view(),
-            upload_frames=upload_frames,
-            match_images_in_video=match_images_in_video,
-        )
-
     def _match(
         self,
-        queries: Sequence[QueryHash],
+        queries: Sequence[Query],
         lists: Mapping[str, HashList],
-        view: MatcherView,
+        view: IndexView,
         *,
         upload_frames: Sequence[FrameHash],
         match_images_in_video: bool,
@@ -154,84 +140,86 @@ class Lookup:
         hits = self._search(queries, lists, view)
         if not hits:
             return []
-        entries = self._store.entries(
-            {entry_id for entry_id, _, _ in hits}, at_version=view.version
-        )
-        image_best: dict[int, tuple[int, QueryHash, Entry]] = {}
+        entries = self._store.entries({h.entry_id for h in hits}, at_version=view.version)
+        image_best: dict[int, tuple[_Hit, Entry]] = {}
         image_frames: dict[int, set[float]] = defaultdict(set)
-        video_hits: dict[tuple[str, str], list[tuple[Entry, QueryHash, int]]] = defaultdict(list)
-        for entry_id, query, distance in hits:
-            entry = entries.get(entry_id)
+        video_hits: dict[tuple[str, str], list[tuple[Entry, _Hit]]] = defaultdict(list)
+        for hit in hits:
+            entry = entries.get(hit.entry_id)
             if entry is None or entry.list_name not in lists:
-                continue  # removed since the index was built
+                continue  # removed since the index was built, or a list not consulted
             hash_list = lists[entry.list_name]
-            if not _within_policy(hash_list, entry, query, distance):
+            hash_type = registry.get(entry.hash_type)
+            if not _within_policy(hash_list, hash_type, entry, hit):
                 continue
             video = (entry.extra or {}).get(VIDEO_KEY)
             if video is not None:
-                video_hits[(entry.list_name, str(video))].append((entry, query, distance))
+                video_hits[(entry.list_name, str(video))].append((entry, hit))
                 continue
+            query = hit.query
             if query.frame is not None:
                 if not match_images_in_video:
                     continue
                 if query.timestamp is not None:
-                    image_frames[entry_id].add(query.timestamp)
-            best = image_best.get(entry_id)
-            if best is None or distance < best[0]:
-                image_best[entry_id] = (distance, query, entry)
+                    image_frames[entry.id].add(query.timestamp)
+            best = image_best.get(entry.id)
+            if best is None or _closer(hash_type, hit.measure, best[0].measure):
+                image_best[entry.id] = (hit, entry)
         matches = [
-            _make_match(lists[entry.list_name], entry, query, distance, image_frames[entry.id])
-            for distance, query, entry in image_best.values()
+            _make_match(lists[entry.list_name], entry, hit, image_frames[entry.id])
+            for hit, entry in image_best.values()
         ]
         for (list_name, video), found in video_hits.items():
             match = self._video_match(lists[list_name], video, found, upload_frames)
             if match is not None:
                 matches.append(match)
-        matches.sort(key=lambda m: (-m.action.severity, m.distance, m.list_name, m.entry_id))
+        matches.sort(key=_match_order)
         return matches
 
     def _search(
-        self, queries: Sequence[QueryHash], lists: Mapping[str, HashList], view: MatcherView
-    ) -> list[tuple[int, QueryHash, int]]:
-        by_type: dict[str, list[QueryHash]] = defaultdict(list)
+        self, queries: Sequence[Query], lists: Mapping[str, HashList], view: IndexView
+    ) -> list[_Hit]:
+        by_type: dict[str, list[Query]] = defaultdict(list)
         for query in queries:
             by_type[query.hash_type].append(query)
-        out: list[tuple[int, QueryHash, int]] = []
+        out: list[_Hit] = []
         for type_name, group in by_type.items():
             if type_name not in self._needed:
                 continue
-            hash_type = hashtypes.get(type_name)
-            radius = _search_radius(type_name, lists)
+            hash_type = registry.get(type_name)
+            radius = search_radius(hash_type, lists)
             codes = np.frombuffer(
-                b"".join(bytes.fromhex(q.value) for q in group), dtype=np.uint8
-            ).reshape(len(group), hash_type.bits // 8)
-            found = view.search(type_name, codes, radius)
+                b"".join(hash_type.to_bytes(q.value) for q in group), dtype=np.uint8
+            ).reshape(len(group), hash_type.code_bytes)
+            found = view.search(type_name, codes, int(radius))
             for qi, entry_id, distance in zip(
                 found.query.tolist(), found.ids.tolist(), found.distance.tolist(), strict=True
             ):
-                out.append((int(entry_id), group[qi], int(distance)))
+                out.append(_Hit(int(entry_id), group[qi], int(distance)))
         return out
 
     def _video_match(
         self,
         hash_list: HashList,
         video: str,
-        found: list[tuple[Entry, QueryHash, int]],
+        found: list[tuple[Entry, _Hit]],
         upload_frames: Sequence[FrameHash],
     ) -> Match | None:
         listed, positions = listed_timeline(self._store.video_frames(hash_list.name, video))
         if not listed:
             return None
         pairs = [
-            (i, q.frame)
-            for entry, q, _ in found
-            if q.frame is not None
+            (i, hit.query.frame)
+            for entry, hit in found
+            if hit.query.frame is not None
             for i in positions.get(entry.id, ())
         ]
         upload = list(upload_frames)
         if not upload:
             # Precomputed hashes without timestamps: each value stands for one second.
-            count = 1 + max((q.frame for _, q, _ in found if q.frame is not None), default=0)
+            count = 1 + max(
+                (h.query.frame for _, h in found if h.query.frame is not None), default=0
+            )
             upload = [FrameHash(float(i), "", 100) for i in range(count)]
         result = video_match(
             listed,
@@ -242,16 +230,11 @@ class Lookup:
         )
         if not result.is_match:
             return None
-        entry, query, distance = min(found, key=lambda item: item[2])
-        timestamps = {q.timestamp for _, q, _ in found if q.timestamp is not None}
+        hash_type = registry.get(found[0][0].hash_type)
+        entry, hit = min(found, key=lambda item: _rank(hash_type, item[1].measure))
+        timestamps = {h.query.timestamp for _, h in found if h.query.timestamp is not None}
         return _make_match(
-            hash_list,
-            entry,
-            query,
-            distance,
-            timestamps,
-            coverage=result.listed_coverage,
-            video=video,
+            hash_list, entry, hit, timestamps, coverage=result.listed_coverage, video=video
         )
 
 
@@ -275,22 +258,42 @@ def listed_timeline(entries: Sequence[Entry]) -> tuple[list[FrameHash], dict[int
     return [frame for _, _, frame in moments], positions
 
 
-def _search_radius(type_name: str, lists: Mapping[str, HashList]) -> int:
-    hash_type = hashtypes.get(type_name)
+def search_radius(hash_type: HashType, lists: Mapping[str, HashList]) -> float:
+    """The widest threshold any of ``lists`` sets for ``hash_type`` (0 for exact types)."""
     if hash_type.is_exact:
         return 0
-    if type_name == "pdq":
-        return max((hl.settings.pdq_threshold for hl in lists.values()), default=31)
-    return hash_type.default_threshold
+    thresholds = [hl.settings.threshold(hash_type) for hl in lists.values()]
+    if not thresholds:
+        return float(hash_type.default_threshold)
+    if hash_type.closeness is Closeness.SCORE:
+        return min(thresholds)
+    return max(thresholds)
 
 
-def _within_policy(hash_list: HashList, entry: Entry, query: QueryHash, distance: int) -> bool:
-    if entry.hash_type == "pdq":
-        if distance > hash_list.settings.pdq_threshold:
-            return False
-        if query.quality is not None and query.quality < hash_list.settings.min_quality:
-            return False
-    elif distance > hashtypes.get(entry.hash_type).default_threshold:
+def _rank(hash_type: HashType, measure: float) -> float:
+    """Sort key: smaller is closer, whichever way the type's measure runs."""
+    return -measure if hash_type.closeness is Closeness.SCORE else measure
+
+
+def _closer(hash_type: HashType, a: float, b: float) -> bool:
+    return _rank(hash_type, a) < _rank(hash_type, b)
+
+
+def _match_order(match: Match) -> tuple[int, float, str, int]:
+    hash_type = registry.get(match.hash_type)
+    return (
+        -match.action.severity,
+        _rank(hash_type, match.distance),
+        match.list_name,
+        match.entry_id,
+    )
+
+
+def _within_policy(hash_list: HashList, hash_type: HashType, entry: Entry, hit: _Hit) -> bool:
+    if not hash_type.within(hit.measure, hash_list.settings.threshold(hash_type)):
+        return False
+    quality = hit.query.quality
+    if hash_type.has_quality and quality is not None and quality < hash_list.settings.min_quality:
         return False
     return labels_pass(hash_list, entry.labels)
 
@@ -298,25 +301,26 @@ def _within_policy(hash_list: HashList, entry: Entry, query: QueryHash, distance
 def _make_match(
     hash_list: HashList,
     entry: Entry,
-    query: QueryHash,
-    distance: int,
+    hit: _Hit,
     timestamps: set[float],
     *,
     coverage: float | None = None,
     video: str | None = None,
 ) -> Match:
+    hash_type = registry.get(entry.hash_type)
+    measure = hit.measure
     return Match(
         list_name=hash_list.name,
-        list_kind=hash_list.kind.value,
+        list_kind=hash_list.kind,
         list_version=hash_list.version,
         entry_id=entry.id,
         hash_type=entry.hash_type,
-        value=entry.value,
-        distance=distance,
-        action=match_action(hash_list, entry.hash_type, distance),
+        value=hash_type.short_form(entry.value),
+        distance=int(measure) if float(measure).is_integer() else measure,
+        action=match_action(hash_list, hash_type, measure),
         labels=entry.labels,
         external_id=entry.external_id,
-        query=query.value,
+        query=hash_type.short_form(hit.query.value),
         timestamps=tuple(sorted(timestamps)),
         coverage=coverage,
         video=video,

@@ -17,17 +17,32 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-ACTIONS = ("allow", "review", "block")
+from ._action import Action
+from .store._audit import DecisionOrigin, DecisionRecord, ReviewStatus
+
+ACTIONS = tuple(a.value for a in Action)
+REVIEW_STATUSES = tuple(s.value for s in ReviewStatus)
+#: Decisions about content the platform holds: uploads, and published content checked by the
+#: batch jobs. Lookups of precomputed hashes are counted apart: they are not uploads, and the
+#: same content may be looked up many times.
+CONTENT_ORIGINS = (DecisionOrigin.UPLOAD, DecisionOrigin.RETRO, DecisionOrigin.BACKFILL)
 
 
 def build_report(
-    decisions: Iterable[Mapping[str, Any]],
+    decisions: Iterable[DecisionRecord],
     *,
     since: float | None = None,
     until: float | None = None,
 ) -> dict[str, Any]:
-    """Aggregate decision records (as ``Store.decisions`` returns them) into report counts."""
+    """Aggregate decision records (as ``Store.decisions`` returns them) into report counts.
+
+    The sections by action, list, label, hash type, review outcome and day count decisions
+    about content (uploads and batch checks of published content); ``lookups`` counts hash
+    lookups (``/v1/lookup``) by action, apart; ``by_origin`` shows every source.
+    """
     by_action: Counter[str] = Counter()
+    by_origin: Counter[str] = Counter()
+    lookups: Counter[str] = Counter()
     by_list: dict[str, Counter[str]] = defaultdict(Counter)
     by_label: Counter[str] = Counter()
     by_hash_type: Counter[str] = Counter()
@@ -36,19 +51,23 @@ def build_report(
     errors = 0
     total = 0
     for record in decisions:
+        action = record.action.value
+        by_origin[record.origin.value] += 1
+        if record.origin not in CONTENT_ORIGINS:
+            lookups[action] += 1
+            continue
         total += 1
-        action = str(record["action"])
         by_action[action] += 1
-        day = dt.datetime.fromtimestamp(float(record["time"]), dt.UTC).date().isoformat()
+        day = dt.datetime.fromtimestamp(record.time, dt.UTC).date().isoformat()
         by_day[day][action] += 1
-        if record.get("errors"):
+        if record.errors:
             errors += 1
-        if record.get("review_status"):
-            review[str(record["review_status"])] += 1
+        if record.review_status is not None:
+            review[record.review_status.value] += 1
         seen_lists: set[str] = set()
         seen_labels: set[str] = set()
         seen_types: set[str] = set()
-        for match in record.get("matches") or []:
+        for match in record.matches:
             seen_lists.add(str(match.get("list")))
             seen_labels.update(str(label) for label in match.get("labels") or [])
             seen_types.add(str(match.get("hash_type")))
@@ -60,11 +79,13 @@ def build_report(
         "period": {"since": since, "until": until},
         "total": total,
         "scan_errors": errors,
+        "by_origin": {o.value: by_origin.get(o.value, 0) for o in DecisionOrigin},
         "by_action": {a: by_action.get(a, 0) for a in ACTIONS},
+        "lookups": {a: lookups.get(a, 0) for a in ACTIONS},
         "by_list": {name: dict(counts) for name, counts in sorted(by_list.items())},
         "by_label": dict(by_label.most_common()),
         "by_hash_type": dict(by_hash_type.most_common()),
-        "review": {s: review.get(s, 0) for s in ("pending", "confirmed", "overturned")},
+        "review": {s: review.get(s, 0) for s in REVIEW_STATUSES},
         "by_day": {day: {a: c.get(a, 0) for a in ACTIONS} for day, c in sorted(by_day.items())},
     }
 
@@ -80,8 +101,12 @@ def report_csv(report: Mapping[str, Any]) -> str:
     writer.writerow(("section", "key", "measure", "count"))
     writer.writerow(("total", "", "decisions", report["total"]))
     writer.writerow(("total", "", "scan_errors", report["scan_errors"]))
+    for origin, count in report["by_origin"].items():
+        writer.writerow(("by_origin", origin, "decisions", count))
     for action, count in report["by_action"].items():
         writer.writerow(("by_action", action, "decisions", count))
+    for action, count in report["lookups"].items():
+        writer.writerow(("lookups", action, "lookups", count))
     for name, counts in report["by_list"].items():
         for action, count in counts.items():
             writer.writerow(("by_list", name, action, count))
@@ -151,13 +176,16 @@ def report_html(report: Mapping[str, Any]) -> str:
 
     sections = [
         f"<h1>uploadscan transparency report</h1><p>Period: {html.escape(when(period['since']))}"
-        f" to {html.escape(when(period['until']))}. Decisions: {report['total']}; uploads that "
-        f"could not be hashed: {report['scan_errors']}.</p>",
+        f" to {html.escape(when(period['until']))}. Decisions on content: {report['total']}; "
+        f"uploads that could not be hashed: {report['scan_errors']}; hash lookups (not "
+        f"uploads, counted apart): {sum(report['lookups'].values())}.</p>",
         "<h2>Flagged uploads per day</h2>"
         + _chart_svg(report["by_day"])
         + '<p><span style="color:#c8453c">&#9632;</span> block '
         '<span style="color:#e0a526">&#9632;</span> review</p>',
         _table("By action", ("action", "decisions"), report["by_action"].items()),
+        _table("Hash lookups by action", ("action", "lookups"), report["lookups"].items()),
+        _table("By origin", ("origin", "decisions"), report["by_origin"].items()),
         _table(
             "By list",
             ("list", *ACTIONS),

@@ -4,79 +4,155 @@ A REVIEW verdict is a question to a human. The answer is recorded against the ve
 ``confirm`` (the match was right) or ``overturn`` (a false positive). An overturn can put the
 upload's hashes on an allow list, so the same content is not flagged again, and it becomes
 false-positive feedback for the list's publisher — hashes, list, entry id and reason, never the
-content itself.
+content itself. A confirm can put the upload's hashes on the platform's own block list.
+
+Decisions can be changed. Each one records what it did to the lists (``ReviewEffect``: the
+entries it added that were not there before), and changing it first undoes exactly that, so an
+overturn changed to confirm no longer leaves the upload allowed. An entry another decision
+also added stays.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from ._errors import ConfigError, ListNotFoundError
+from .store._audit import DecisionRecord, ReviewEffect, ReviewStatus
 from .store._lists import EntryUpsert, ListKind
 from .store._store import Store
 
-DECISIONS = {"confirm": "confirmed", "overturn": "overturned"}
+
+class ReviewDecision(Enum):
+    """What a moderator says about a REVIEW verdict."""
+
+    CONFIRM = "confirm"
+    OVERTURN = "overturn"
+
+    @property
+    def status(self) -> ReviewStatus:
+        return ReviewStatus.CONFIRMED if self is ReviewDecision.CONFIRM else ReviewStatus.OVERTURNED
+
+    @classmethod
+    def parse(cls, value: str | ReviewDecision) -> ReviewDecision:
+        if isinstance(value, ReviewDecision):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise ConfigError(
+                f"review decision must be 'confirm' or 'overturn', got {value!r}"
+            ) from None
 
 
-def review_queue(store: Store, *, limit: int | None = None) -> list[dict[str, Any]]:
+def review_queue(store: Store, *, limit: int | None = None) -> list[DecisionRecord]:
     """Decisions still waiting for a moderator, oldest first."""
-    return store.decisions(review_status="pending", limit=limit)
+    return store.decisions(review_status=ReviewStatus.PENDING, limit=limit)
 
 
-def find_decision(store: Store, verdict_id: str) -> dict[str, Any]:
-    for record in store.decisions(verdict_id=verdict_id):
-        return record
-    raise ConfigError(f"no decision with verdict id {verdict_id!r}")
+@dataclass(frozen=True, slots=True)
+class PlannedEntries:
+    """Entries a decision wants on a list (the caller computed them, e.g. from media)."""
+
+    list_name: str
+    kind: ListKind
+    upserts: tuple[EntryUpsert, ...]
 
 
 def record_review(
     store: Store,
     verdict_id: str,
-    decision: str,
+    decision: ReviewDecision | str,
     *,
     note: str | None = None,
     allowlist: str | None = None,
-) -> dict[str, Any]:
-    """Record ``confirm`` or ``overturn`` for a verdict; optionally allowlist an overturn.
+    add: PlannedEntries | None = None,
+) -> DecisionRecord:
+    """Record ``confirm`` or ``overturn`` for a verdict, replacing any earlier decision.
 
-    Returns the updated decision record. The allow list is created (kind allow, no source) if
-    it does not exist yet.
+    ``allowlist`` (overturns only) puts the upload's hashes on that allow list, creating it
+    if needed. ``add`` puts further entries on a list (a confirm adding the upload's hashes to
+    the platform's own block list). Whatever an earlier decision on this verdict added is
+    removed first. Returns the updated record.
     """
-    if decision not in DECISIONS:
-        raise ConfigError(f"review decision must be 'confirm' or 'overturn', got {decision!r}")
-    record = find_decision(store, verdict_id)
+    decision = ReviewDecision.parse(decision)
+    record = store.decision(verdict_id)
+    if allowlist is not None and decision is not ReviewDecision.OVERTURN:
+        raise ConfigError("only an overturned verdict can be added to an allow list")
+    planned: list[PlannedEntries] = []
     if allowlist is not None:
-        if decision != "overturn":
-            raise ConfigError("only an overturned verdict can be added to an allow list")
-        _allowlist(store, allowlist, record)
-    store.set_review(verdict_id, DECISIONS[decision], note)
-    return find_decision(store, verdict_id)
+        planned.append(PlannedEntries(allowlist, ListKind.ALLOW, _allow_upserts(record)))
+    if add is not None:
+        planned.append(add)
+    for plan in planned:
+        _check_list(store, plan)
+    _undo(store, record)
+    effects = [_apply(store, verdict_id, plan) for plan in planned]
+    store.set_review(verdict_id, decision.status, note, [e for e in effects if e.entries])
+    return store.decision(verdict_id)
 
 
-def _allowlist(store: Store, name: str, record: dict[str, Any]) -> None:
+def _check_list(store: Store, plan: PlannedEntries) -> None:
     try:
-        hash_list = store.get_list(name)
+        hash_list = store.get_list(plan.list_name)
     except ListNotFoundError:
-        hash_list = store.add_list(name, kind=ListKind.ALLOW, source=None)
-    if hash_list.kind is not ListKind.ALLOW:
-        raise ConfigError(f"list {name!r} is a {hash_list.kind.value} list, not an allow list")
+        if plan.kind is ListKind.ALLOW:
+            return  # created on first use
+        raise
+    if hash_list.kind is not plan.kind:
+        raise ConfigError(
+            f"list {plan.list_name!r} is a {hash_list.kind.value} list, "
+            f"not a {plan.kind.value} list"
+        )
+
+
+def _allow_upserts(record: DecisionRecord) -> tuple[EntryUpsert, ...]:
+    """The upload's hashes that matched (as queried) and its SHA-256."""
     upserts: list[EntryUpsert] = []
     seen: set[tuple[str, str]] = set()
-    reference = f"overturned verdict {record['verdict_id']}"
-    for match in record.get("matches") or []:
-        query = match.get("query")
-        if query and match.get("hash_type") and (match["hash_type"], query) not in seen:
-            seen.add((match["hash_type"], query))
-            upserts.append(EntryUpsert(match["hash_type"], query, ("overturned",), reference))
-    if record.get("sha256") and ("sha256", record["sha256"]) not in seen:
-        upserts.append(EntryUpsert("sha256", record["sha256"], ("overturned",), reference))
+    reference = f"overturned verdict {record.verdict_id}"
+    for match in record.matches:
+        query, hash_type = match.get("query"), match.get("hash_type")
+        if query and hash_type and (hash_type, query) not in seen:
+            seen.add((hash_type, query))
+            upserts.append(EntryUpsert(hash_type, query, ("overturned",), reference))
+    if record.sha256 and ("sha256", record.sha256) not in seen:
+        upserts.append(EntryUpsert("sha256", record.sha256, ("overturned",), reference))
     if not upserts:
-        raise ConfigError(f"verdict {record['verdict_id']} has no hashes to allowlist")
-    store.apply_batch(name, upserts, mark_synced=False)
+        raise ConfigError(f"verdict {record.verdict_id} has no hashes to allowlist")
+    return tuple(upserts)
+
+
+def _apply(store: Store, verdict_id: str, plan: PlannedEntries) -> ReviewEffect:
+    try:
+        store.get_list(plan.list_name)
+    except ListNotFoundError:
+        store.add_list(plan.list_name, kind=plan.kind, source=None)
+    keys = [(u.hash_type, u.value) for u in plan.upserts]
+    present = store.live_keys(plan.list_name, keys)
+    store.apply_batch(plan.list_name, list(plan.upserts), mark_synced=False)
+    added = tuple(key for key in dict.fromkeys(keys) if key not in present)
+    return ReviewEffect(plan.list_name, added)
+
+
+def _undo(store: Store, record: DecisionRecord) -> None:
+    """Remove the entries an earlier decision on ``record`` added, unless another decision
+    added them too."""
+    for effect in record.review_effects:
+        try:
+            store.get_list(effect.list_name)
+        except ListNotFoundError:
+            continue  # the list was removed since; nothing left to undo
+        shared = store.other_review_effects(record.verdict_id, effect.list_name)
+        gone = [key for key in effect.entries if key not in shared]
+        if gone:
+            store.apply_batch(effect.list_name, [], gone, mark_synced=False)
 
 
 def feedback(
@@ -84,14 +160,14 @@ def feedback(
 ) -> list[dict[str, Any]]:
     """False-positive reports for list publishers: one row per overturned match."""
     rows: list[dict[str, Any]] = []
-    for record in store.decisions(since=since, until=until, review_status="overturned"):
-        for match in record.get("matches") or []:
+    for record in store.decisions(since=since, until=until, review_status=ReviewStatus.OVERTURNED):
+        for match in record.matches:
             if match.get("list_kind") == ListKind.ALLOW.value:
                 continue
             rows.append(
                 {
-                    "time": record["reviewed_at"] or record["time"],
-                    "verdict_id": record["verdict_id"],
+                    "time": _iso(record.reviewed_at or record.time),
+                    "verdict_id": record.verdict_id,
                     "list": match.get("list"),
                     "entry_id": match.get("entry_id"),
                     "external_id": match.get("external_id"),
@@ -99,10 +175,15 @@ def feedback(
                     "listed_hash": match.get("value"),
                     "upload_hash": match.get("query"),
                     "distance": match.get("distance"),
-                    "reason": record.get("review_note") or "",
+                    "reason": record.review_note or "",
                 }
             )
     return rows
+
+
+def _iso(seconds: float) -> str:
+    """ISO 8601 in UTC, to the second: what spreadsheets and publishers' tools read."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
 FEEDBACK_FIELDS: Sequence[str] = (

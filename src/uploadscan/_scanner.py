@@ -1,14 +1,14 @@
 """``Scanner``: what an upload handler calls.
 
-One object per process (or per data directory) that owns the store, the matcher and the
+One object per process (or per data directory) that owns the store, the index files and the
 settings, and turns an upload into a ``Verdict`` in milliseconds. It is safe to share between
 threads, and many processes may open the same data directory: the store serialises writers and
 every process maps the same index files.
 
-The work per upload: read and sniff the bytes within limits, hash only what some configured list
-can match (no PDQ when no list holds PDQ hashes), query every hash type in one batch (the eight
-dihedral variants of an image, every frame of a video), apply the lists' policy, and record the
-decision in the audit log.
+The work per upload: read the bytes within limits and digest them as they arrive, hash only
+what some configured list can match (no PDQ when no list holds PDQ hashes), query every hash
+type in one batch (the extra forms of an image, every frame of a video), then ``_judge`` makes
+the verdict from the matches and the lists' state, and the decision is recorded.
 """
 
 from __future__ import annotations
@@ -16,23 +16,28 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-from ._config import load_config
-from ._errors import ConfigError, MediaError, UploadScanError
+from ._action import Action
+from ._errors import ConfigError, UploadScanError
 from ._home import resolve_home
-from ._matching import Lookup, QueryHash
-from ._policy import decide
-from ._verdict import Action, ScanErrorInfo, Verdict, audit_record, new_verdict_id
-from .hashing._hash_file import ScanHashes, hash_for_scan
-from .hashing._result import FrameHash
-from .index._files import Matcher
+from ._judge import decision_record, judge
+from ._matching import Matcher, queries_from_mapping
+from ._settings import ScannerSettings
+from ._verdict import Verdict
+from .hashing._hash_file import UploadHashes, computable, hash_upload
+from .hashing._protocol import HashType
+from .hashing._registry import registry
+from .hashing._result import FrameHash, Query
+from .index._files import IndexFiles
 from .media._intake import MediaSource
-from .media._limits import DEFAULT_LIMITS, Limits
+from .store._audit import DecisionOrigin
 from .store._lists import HashList, ListKind, ListSettings
+from .store._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, PublishedSink
+from .store._published import check_content_id as _check_content_id
 from .store._store import Store
 
 STORE_FILENAME = "store.sqlite3"
@@ -42,58 +47,58 @@ INDEX_DIRNAME = "index"
 class Scanner:
     """Scan uploads against the hash lists in one data directory.
 
-    ``fail_mode`` is the action when an upload cannot be hashed or a list is stale (default
-    REVIEW: nothing unknown is published unseen, nothing is blocked on a technicality).
-    ``strict=True`` raises the ``UploadScanError`` instead. ``dihedral`` queries the mirrored,
-    rotated and border-trimmed forms of an image too. ``audit`` records each decision in the
-    store; ``audit_retention_days`` purges older decisions when the scanner opens.
+    ``settings`` (``ScannerSettings``; keyword options override single fields) decide the fail
+    mode — the action when an upload cannot be hashed or a block or review list is not current
+    (default REVIEW: nothing unknown is published unseen, nothing is blocked on a technicality)
+    — the action for bytes that are not media, strictness, which image forms are queried, the
+    audit log and the limits. ``published`` is where ``scan(..., content_id=...)`` records
+    what was published (default: the data directory's record, opened on first use).
     """
 
     def __init__(
         self,
         home: Path,
+        settings: ScannerSettings | None = None,
         *,
-        limits: Limits = DEFAULT_LIMITS,
-        fail_mode: Action | str = Action.REVIEW,
-        strict: bool = False,
-        dihedral: bool = True,
-        audit: bool = True,
-        match_images_in_video: bool = True,
-        audit_retention_days: float | None = None,
+        published: PublishedSink | None = None,
+        **options: Any,
     ) -> None:
+        settings = settings or ScannerSettings()
+        self._settings = settings.replace(**options) if options else settings
         self._home = home
-        self._limits = limits
-        self._fail_mode = Action.parse(fail_mode)
-        self._strict = strict
-        self._dihedral = dihedral
-        self._audit = audit
-        self._match_images_in_video = match_images_in_video
         home.mkdir(parents=True, exist_ok=True)
         self._store = Store.open(home / STORE_FILENAME)
-        self._matcher = Matcher(self._store, home / INDEX_DIRNAME)
+        self._index = IndexFiles(self._store, home / INDEX_DIRNAME)
         # Build missing or far-behind index files once, here, never inside a scan: searches
         # refresh themselves cheaply (base file + a small delta read from the store).
-        self._matcher.refresh(build=True)
-        self._lookup = Lookup(self._store, self._matcher)
-        if audit_retention_days is not None:
-            if audit_retention_days <= 0:
-                raise ConfigError("audit_retention_days must be positive")
-            self._store.purge_decisions(time.time() - audit_retention_days * 86400.0)
+        self._index.refresh(build=True)
+        self._matcher = Matcher(self._store, self._index)
+        retention = self._settings.audit_retention_days
+        if retention is not None:
+            self._store.purge_decisions(time.time() - retention * 86400.0)
         self._closed = False
         self._lock = threading.Lock()
-        # Opt-in published-content record (``scan(..., content_id=...)``), opened on first use;
-        # batch workers swap in an in-memory sink and hand records to a single writer.
-        self._published: Any = None
+        self._published = published
+        self._types: tuple[int, frozenset[str], tuple[HashType, ...]] | None = None
 
     @classmethod
-    def open(cls, home: str | os.PathLike[str] | None = None, **options: Any) -> Scanner:
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        settings: ScannerSettings | None = None,
+        published: PublishedSink | None = None,
+        **options: Any,
+    ) -> Scanner:
         """Open (creating if needed) the data directory ``home``.
 
-        Default: ``$UPLOADSCAN_HOME``, else the platform's user data directory. Options are
-        the keyword arguments of ``Scanner``; they override the directory's ``config.json``.
+        Default: ``$UPLOADSCAN_HOME``, else the platform's user data directory. The settings
+        are the directory's ``config.json`` (or ``settings``), with ``options`` (the fields of
+        ``ScannerSettings``: ``fail_mode="allow"``, ``strict=True``...) overriding them.
         """
         path = resolve_home(home)
-        return cls(path, **{**load_config(path), **options})
+        base = settings if settings is not None else ScannerSettings.load(path)
+        return cls(path, base, published=published, **options)
 
     # ------------------------------------------------------------------ properties
 
@@ -106,8 +111,12 @@ class Scanner:
         return self._store
 
     @property
+    def settings(self) -> ScannerSettings:
+        return self._settings
+
+    @property
     def fail_mode(self) -> Action:
-        return self._fail_mode
+        return self._settings.fail_mode
 
     # ------------------------------------------------------------------ scanning
 
@@ -121,126 +130,73 @@ class Scanner:
     ) -> Verdict:
         """Hash ``media`` (bytes, a path, or a binary file object) and match it.
 
-        ``filename`` is informational only: the type is always sniffed from the bytes. On bad
-        media the verdict carries the error and the fail-mode action, unless strict.
+        The type is always sniffed from the bytes; ``filename`` only names the upload in error
+        messages. MD5 and SHA-256 are matched for every upload, media or not. When media
+        cannot be hashed the verdict carries the error and the fail-mode action (unless
+        ``strict``); an exact block match blocks all the same. ``UploadReadError`` (a path
+        that cannot be read) is always raised: it is the caller's problem, not the upload's.
         ``content_id`` (opt-in) records the id with the hashes just computed in the
         published-content record, so lists synced later can be matched against it
         (``uploadscan retro``); PDQ is then computed even if no list holds PDQ yet.
         """
         self._check_open()
         if content_id is not None:
-            from .store._published import check_content_id
-
-            check_content_id(content_id)
+            _check_content_id(content_id)
         started = time.perf_counter()
-        strict = self._strict if strict is None else strict
-        needed = self._lookup.needed_types()
-        try:
-            hashed: ScanHashes | None = hash_for_scan(
-                media,
-                limits=self._limits,
-                need_perceptual="pdq" in needed or content_id is not None,
-                extra=[t for t in needed if t in _OPTIONAL_IMAGE_TYPES],
-                dihedral=self._dihedral,
-            )
-            error: UploadScanError | None = None
-        except MediaError as exc:
-            if strict:
-                raise
-            hashed, error = None, exc
-        queries = hashed.queries if hashed is not None else []
-        verdict = self._finish(
-            queries,
-            started=started,
-            hashes=hashed.result.hashes() if hashed is not None else {},
-            media_type=hashed.result.media_type if hashed is not None else error_media(error),
-            sha256=hashed.result.sha256 if hashed is not None else None,
-            errors=[error] if error is not None else [],
-            upload_frames=hashed.result.frames if hashed is not None else (),
+        strict = self._settings.strict if strict is None else strict
+        hashed = hash_upload(
+            media,
+            limits=self._settings.limits,
+            types=self._wanted_types(record=content_id is not None),
+            variants=self._settings.dihedral,
         )
-        if content_id is not None and hashed is not None:
-            from .store._published import record_scan
-
-            record_scan(self, content_id, hashed, verdict.created)
+        if hashed.error is not None and strict:
+            raise hashed.error
+        verdict = _judge_upload(self, hashed, started, filename)
+        if content_id is not None:
+            self._published_sink().add(PublishedItem.from_scan(content_id, hashed, verdict.created))
         return verdict
 
-    def retro(self, **options: Any) -> Any:
-        """Match recorded published content against entries added by recent syncs.
-
-        See ``uploadscan.batch.retro`` for the options and the result.
-        """
-        self._check_open()
-        from .batch._retro import retro
-
-        return retro(self, **options)
-
-    def lookup(self, hashes: Mapping[str, str | Sequence[str]]) -> Verdict:
+    def lookup(
+        self,
+        hashes: Mapping[str, str | Sequence[str]],
+        *,
+        lists: Iterable[str] | None = None,
+    ) -> Verdict:
         """Match precomputed hashes: ``{"pdq": "f8f8...", "md5": [...]}``.
 
-        For split hasher/matcher deployments and clients in other languages. Invalid values
-        raise ``InvalidHashError``; unknown types ``UnknownHashTypeError``.
+        For split hasher/matcher deployments and clients in other languages. ``lists``
+        restricts the answer to those lists (unknown names raise ``ListNotFoundError``).
+        Invalid values raise ``InvalidHashError``; unknown types ``UnknownHashTypeError``.
         """
         self._check_open()
         started = time.perf_counter()
-        queries = QueryHash.from_mapping(hashes)
-        shown: dict[str, list[str]] = {}
-        for q in queries:
-            if q.variant == 0:
-                shown.setdefault(q.hash_type, []).append(q.value)
-        sha = shown.get("sha256", [None])[0]
-        return self._finish(
-            queries,
-            started=started,
-            hashes=shown,
-            media_type=None,
-            sha256=sha,
-            errors=[],
-            upload_frames=(),
+        queries = queries_from_mapping(hashes)
+        only = None
+        if lists is not None:
+            only = frozenset(lists)
+            for name in only:
+                self._store.get_list(name)  # ListNotFoundError for a name that is not there
+        return judge_queries(
+            self, queries, started=started, only_lists=only, origin=DecisionOrigin.LOOKUP
         )
 
-    def _finish(
-        self,
-        queries: Sequence[QueryHash],
-        *,
-        started: float,
-        hashes: Mapping[str, Sequence[str]],
-        media_type: str | None,
-        sha256: str | None,
-        errors: Sequence[UploadScanError],
-        upload_frames: Sequence[FrameHash],
-    ) -> Verdict:
-        matches, lists = self._lookup.match_consistent(
-            queries,
-            upload_frames=upload_frames,
-            match_images_in_video=self._match_images_in_video,
-        )
-        stale = [
-            hl.name
-            for hl in lists.values()
-            if hl.settings.max_age_seconds is not None
-            and (hl.last_sync is None or time.time() - hl.last_sync > hl.settings.max_age_seconds)
-        ]
-        decision = decide(
-            matches, fail_mode=self._fail_mode, hashing_failed=bool(errors), stale_lists=stale
-        )
-        verdict = Verdict(
-            action=decision.action,
-            matches=tuple(matches),
-            hashes={k: tuple(v) for k, v in hashes.items()},
-            errors=tuple(ScanErrorInfo(type(e).__name__, str(e)) for e in errors),
-            list_versions={name: hl.version for name, hl in lists.items()},
-            reasons=decision.reasons,
-            media_type=media_type,
-            elapsed_ms=(time.perf_counter() - started) * 1000.0,
-            id=new_verdict_id(),
-            created=time.time(),
-        )
-        if self._audit:
-            self._record(verdict, sha256)
-        return verdict
+    def _wanted_types(self, *, record: bool) -> tuple[HashType, ...]:
+        """The computable types some list holds (plus PDQ when the scan is recorded)."""
+        needed = self._matcher.needed_types()
+        if record:
+            needed = needed | _RECORDED_TYPES
+        cached = self._types
+        if cached is None or cached[0] != registry.generation or cached[1] != needed:
+            types = tuple(t for t in registry if (t.name in needed or t.is_exact) and computable(t))
+            cached = self._types = (registry.generation, needed, types)
+        return cached[2]
 
-    def _record(self, verdict: Verdict, sha256: str | None) -> None:
-        self._store.record_decision(audit_record(verdict, sha256))
+    def _published_sink(self) -> PublishedSink:
+        with self._lock:
+            if self._published is None:
+                self._published = PublishedRecord.open(self._home / PUBLISHED_FILENAME)
+            return self._published
 
     # ------------------------------------------------------------------ lists
 
@@ -253,16 +209,11 @@ class Scanner:
         settings: ListSettings | Mapping[str, Any] | None = None,
     ) -> HashList:
         """Configure a new list; ``sync()`` fills it from ``source``."""
-        if isinstance(kind, str):
-            try:
-                kind = ListKind(kind.lower())
-            except ValueError:
-                raise ConfigError(
-                    f"list kind must be block, review or allow, got {kind!r}"
-                ) from None
         if settings is not None and not isinstance(settings, ListSettings):
             settings = ListSettings.from_dict(settings)
-        return self._store.add_list(name, kind=kind, source=source, settings=settings)
+        return self._store.add_list(
+            name, kind=ListKind.parse(kind), source=source, settings=settings
+        )
 
     def remove_list(self, name: str) -> None:
         self._store.remove_list(name)
@@ -270,13 +221,14 @@ class Scanner:
     def lists(self) -> list[HashList]:
         return self._store.lists()
 
-    def sync(self, names: Sequence[str] | None = None) -> list[Any]:
-        """Pull every configured list (or the named ones) from its source."""
+    def sync(self, names: Sequence[str] | None = None) -> list[SyncOutcome]:
+        """Pull every configured list (or the named ones) from its source; one result per
+        list (``uploadscan.sync.SyncResult``), failures included rather than raised."""
         self._check_open()
-        from .sync import sync_lists
-
-        results = sync_lists(self._store, names)
-        self._matcher.refresh()
+        if _list_syncer is None:
+            raise ConfigError("list syncing is not wired in; import uploadscan, not its modules")
+        results = _list_syncer(self._store, names)
+        self._index.refresh()
         return list(results)
 
     # ------------------------------------------------------------------ lifecycle
@@ -290,7 +242,7 @@ class Scanner:
             if not self._closed:
                 self._closed = True
                 self._store.close()
-                if hasattr(self._published, "close"):
+                if self._published is not None:
                     self._published.close()
 
     def __enter__(self) -> Scanner:
@@ -305,8 +257,94 @@ class Scanner:
         self.close()
 
 
-_OPTIONAL_IMAGE_TYPES = ("phash", "dhash", "ahash", "whash")
+#: What a recorded scan keeps for retroactive matching (see ``store._published``).
+_RECORDED_TYPES = frozenset({"pdq"})
 
 
-def error_media(error: UploadScanError | None) -> str | None:
-    return getattr(error, "media_type", None)
+def _judge_upload(
+    scanner: Scanner, hashed: UploadHashes, started: float, filename: str | None
+) -> Verdict:
+    settings = scanner._settings
+    result = hashed.result
+    matches, lists = scanner._matcher.match_consistent(
+        hashed.queries,
+        upload_frames=result.frames,
+        match_images_in_video=settings.match_images_in_video,
+    )
+    errors: list[UploadScanError] = [hashed.error] if hashed.error is not None else []
+    verdict = judge(
+        matches,
+        lists,
+        hashes=result.hashes(),
+        fail_mode=settings.fail_mode,
+        non_media=settings.non_media if not hashed.is_media and hashed.error is None else None,
+        errors=errors,
+        error_prefix=filename,
+        media_type=result.media_type,
+        started=started,
+    )
+    if settings.audit:
+        scanner._store.record_decision(
+            decision_record(verdict, sha256=result.digest("sha256"), origin=DecisionOrigin.UPLOAD)
+        )
+    return verdict
+
+
+def judge_queries(
+    scanner: Scanner,
+    queries: Sequence[Query],
+    *,
+    upload_frames: Sequence[FrameHash] = (),
+    media_type: str | None = None,
+    started: float | None = None,
+    verdict_id: str | None = None,
+    only_lists: frozenset[str] | None = None,
+    origin: DecisionOrigin | None = DecisionOrigin.LOOKUP,
+) -> Verdict:
+    """The verdict ``scanner`` gives these queries now (``Scanner.lookup``, and retro for
+    recorded content). ``origin`` ``None``: not recorded in the decision log."""
+    settings = scanner._settings
+    matches, lists = scanner._matcher.match_consistent(
+        queries,
+        upload_frames=upload_frames,
+        match_images_in_video=settings.match_images_in_video,
+        only_lists=only_lists,
+    )
+    shown: dict[str, list[str]] = {}
+    for q in queries:
+        if q.variant == 0:
+            shown.setdefault(q.hash_type, []).append(q.value)
+    verdict = judge(
+        matches,
+        lists,
+        hashes=shown,
+        fail_mode=settings.fail_mode,
+        media_type=media_type,
+        started=started,
+        verdict_id=verdict_id,
+    )
+    if settings.audit and origin is not None:
+        sha = shown.get("sha256", [None])[0]
+        scanner._store.record_decision(decision_record(verdict, sha256=sha, origin=origin))
+    return verdict
+
+
+class SyncOutcome(Protocol):
+    """What syncing one list reports (``uploadscan.sync.SyncResult``)."""
+
+    @property
+    def list_name(self) -> str: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+
+ListSyncer = Callable[[Store, Sequence[str] | None], Sequence[SyncOutcome]]
+_list_syncer: ListSyncer | None = None
+
+
+def set_list_syncer(syncer: ListSyncer) -> None:
+    """Install what ``Scanner.sync`` calls. The sync adapter sits outside the core (the core
+    never imports it); the package's entry point wires it in (``uploadscan/__init__``)."""
+    global _list_syncer
+    _list_syncer = syncer

@@ -7,59 +7,36 @@ how close, which list version) and nothing of the content itself.
 
 from __future__ import annotations
 
-import enum
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import ConfigError
+from ._action import Action, most_severe
+from .store._lists import ListKind
 
-
-class Action(enum.Enum):
-    """What the platform should do with the upload. Ordered by severity."""
-
-    ALLOW = "allow"
-    REVIEW = "review"
-    BLOCK = "block"
-
-    @property
-    def severity(self) -> int:
-        return _SEVERITY[self]
-
-    @classmethod
-    def parse(cls, value: str | Action) -> Action:
-        if isinstance(value, Action):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            choices = "allow, review, block"
-            raise ConfigError(f"unknown action {value!r}; use one of: {choices}") from None
-
-
-_SEVERITY = {Action.ALLOW: 0, Action.REVIEW: 1, Action.BLOCK: 2}
-
-
-def most_severe(actions: list[Action] | tuple[Action, ...]) -> Action:
-    return max(actions, key=_SEVERITY.__getitem__, default=Action.ALLOW)
+__all__ = ["Action", "Match", "ScanErrorInfo", "Verdict", "most_severe", "new_verdict_id"]
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
     """One listed entry that matched the upload.
 
-    ``action`` is what this match alone calls for after the list's policy (its kind and distance
-    bands). For a listed video, ``timestamps`` are the upload's matching frame times and
-    ``coverage`` the share of the listed video's time that matched.
+    ``distance`` is what the hash type's comparison measured: a Hamming distance for PDQ and
+    the digests (0), a similarity score for score-based types. ``action`` is what this match
+    alone calls for after the list's policy (its kind and review band). For a listed video,
+    ``timestamps`` are the upload's matching frame times and ``coverage`` the share of the
+    listed video's time that matched. ``evidence`` holds what a type's own verification found
+    (scores, a time offset, a fitted transform), for the moderator who reads the match.
     """
 
     list_name: str
-    list_kind: str
+    list_kind: ListKind
     list_version: int
     entry_id: int
     hash_type: str
     value: str
-    distance: int
+    distance: float
     action: Action
     labels: tuple[str, ...] = ()
     external_id: str | None = None
@@ -67,11 +44,12 @@ class Match:
     timestamps: tuple[float, ...] = ()
     coverage: float | None = None
     video: str | None = None
+    evidence: Mapping[str, float | int | str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "list": self.list_name,
-            "list_kind": self.list_kind,
+            "list_kind": self.list_kind.value,
             "list_version": self.list_version,
             "entry_id": self.entry_id,
             "external_id": self.external_id,
@@ -87,6 +65,8 @@ class Match:
             out["video"] = self.video
             out["coverage"] = None if self.coverage is None else round(self.coverage, 4)
             out["timestamps"] = [round(t, 3) for t in self.timestamps]
+        if self.evidence is not None:
+            out["evidence"] = dict(self.evidence)
         return out
 
 
@@ -111,7 +91,8 @@ class Verdict:
 
     ``id`` is stable and unique so that a later review decision can refer to it. ``hashes`` maps
     hash-type name to the values computed or given; ``list_versions`` the version of every list
-    consulted; ``reasons`` short human-readable explanations (a stale list, a fail-mode decision).
+    consulted; ``reasons`` short human-readable explanations (a stale list, a fail-mode decision,
+    an upload that is not media).
     """
 
     action: Action
@@ -147,18 +128,3 @@ class Verdict:
             "elapsed_ms": round(self.elapsed_ms, 3),
             "created": self.created,
         }
-
-
-def audit_record(verdict: Verdict, sha256: str | None) -> dict[str, Any]:
-    """The decision-log row for ``verdict``: hashes, outcome and list versions, no content.
-    REVIEW verdicts enter the review queue as pending."""
-    return {
-        "verdict_id": verdict.id,
-        "time": verdict.created,
-        "sha256": sha256,
-        "action": verdict.action.value,
-        "matches": [m.to_dict() for m in verdict.matches],
-        "list_versions": verdict.list_versions,
-        "errors": [e.to_dict() for e in verdict.errors],
-        "review_status": "pending" if verdict.action is Action.REVIEW else None,
-    }

@@ -259,7 +259,7 @@ def check_input(
     scanner's hashing path (dihedral variants, border-trimmed queries) on valid inputs.
     """
     import uploadscan
-    from uploadscan.hashing._hash_file import hash_for_scan
+    from uploadscan.hashing._hash_file import hash_upload, types_for
 
     limits = uploadscan.Limits(**(FUZZ_LIMITS_KW if limits_kw is None else limits_kw))
     try:
@@ -275,12 +275,14 @@ def check_input(
     _check_result(result, data)
     if scan:
         try:
-            hash_for_scan(data, limits=limits, dihedral=True)
+            hashed = hash_upload(data, limits=limits, types=types_for([]), variants=True)
+            if hashed.error is not None:
+                raise hashed.error
         except uploadscan.UploadScanError:
             pass  # a decode-time budget can run out on the second pass; that is allowed
         except Exception as exc:
             raise InvariantError(
-                f"hash_for_scan: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+                f"hash_upload: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             ) from exc
     return f"ok:{result.media_type}", result
 

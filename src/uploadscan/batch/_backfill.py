@@ -24,16 +24,16 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import ConfigError, StoreError
+from .._scanner import Scanner
 from .._verdict import Verdict
+from ..store._audit import DecisionOrigin
+from ..store._connection import ConnectionPool
 from ..store._published import PUBLISHED_FILENAME, MemorySink, PublishedItem, PublishedRecord
 from ._dask import TaskRunner, worker_cache
 from ._retro import audit, batch_verdict_id, contextlib_runner
-
-if TYPE_CHECKING:
-    from .._scanner import Scanner
 
 __all__ = ["BackfillItem", "BackfillResult", "Checkpoint", "backfill", "list_source"]
 
@@ -84,16 +84,19 @@ class Checkpoint:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._pool = ConnectionPool(path, what="backfill checkpoint")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute(
+            self._pool.get().execute(
                 "CREATE TABLE IF NOT EXISTS done (content_id TEXT PRIMARY KEY, "
                 "verdict_id TEXT, action TEXT)"
             )
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"cannot open backfill checkpoint {path}: {exc}") from None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self._pool.get()
 
     def done(self) -> set[str]:
         return {r[0] for r in self._conn.execute("SELECT content_id FROM done")}
@@ -114,7 +117,7 @@ class Checkpoint:
         self._conn.execute("DELETE FROM done")
 
     def close(self) -> None:
-        self._conn.close()
+        self._pool.close()
 
 
 def default_checkpoint(home: Path, source: str) -> Path:
@@ -151,19 +154,22 @@ class BackfillResult:
 # ---------------------------------------------------------------------- worker side
 
 
-def _worker_scanner(home: str, options: Mapping[str, Any]) -> Scanner:
-    from .._scanner import Scanner
+class _WorkerScanner:
+    """A worker's scanner, recording into memory: the client is the only writer."""
 
-    scanner = Scanner(Path(home), audit=False, **options)
-    scanner._published = MemorySink()
-    return scanner
+    def __init__(self, home: str, options: Mapping[str, Any]) -> None:
+        self.sink = MemorySink()
+        self.scanner = Scanner(Path(home), audit=False, published=self.sink, **options)
+
+    def close(self) -> None:
+        self.scanner.close()
 
 
 def _scan_task(home: str, paths: list[str], options: dict[str, Any]) -> list[BackfillItem]:
     """Scan ``paths`` in a worker process; nothing is written here."""
     key = f"scanner:{home}:{sorted(options.items())}"
-    scanner: Scanner = worker_cache(key, lambda: _worker_scanner(home, options))
-    sink: MemorySink = scanner._published
+    worker: _WorkerScanner = worker_cache(key, lambda: _WorkerScanner(home, options))
+    scanner, sink = worker.scanner, worker.sink
     out = []
     for path in paths:
         sink.take()
@@ -242,7 +248,7 @@ def backfill(
                             item = replace(item, verdict=verdict)
                             if record_audit:
                                 sha = item.record.sha256 if item.record is not None else None
-                                audit(store, verdict, sha)
+                                audit(store, verdict, sha, DecisionOrigin.BACKFILL)
                             if item.record is not None:
                                 records.append(item.record)
                             done_rows.append((item.content_id, verdict_id, verdict.action.value))

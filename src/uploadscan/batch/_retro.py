@@ -32,22 +32,24 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._action import Action
 from .._errors import ConfigError
-from .._matching import _search_radius
-from .._policy import decide
-from .._verdict import Action, Verdict, audit_record
+from .._judge import decision_record
+from .._matching import search_radius
+from .._scanner import Scanner, judge_queries
+from .._verdict import Verdict
+from ..hashing._registry import registry
 from ..index._hamming import HammingIndex, SearchHits
+from ..store._audit import DecisionOrigin
+from ..store._lists import ListKind
 from ..store._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, RecordShard
 from ..store._store import Store
 from ._dask import TaskRunner, open_runner, worker_cache
-
-if TYPE_CHECKING:
-    from .._scanner import Scanner
 
 __all__ = ["Delta", "RetroResult", "RetroVerdict", "find_candidates", "load_delta", "retro"]
 
@@ -191,51 +193,24 @@ def batch_verdict_id(store: Store, kind: str, content_id: str, version: int) -> 
     return uuid.uuid5(_NAMESPACE, f"{kind}\0{store.store_id}\0{content_id}\0{version}").hex
 
 
-def audit(store: Store, verdict: Verdict, sha256: str | None) -> bool:
+def audit(store: Store, verdict: Verdict, sha256: str | None, origin: DecisionOrigin) -> bool:
     """Record ``verdict`` as ``Scanner`` does; False (and nothing written) if its id is there."""
     if store.decisions(verdict_id=verdict.id):
         return False
-    store.record_decision(audit_record(verdict, sha256))
+    store.record_decision(decision_record(verdict, sha256=sha256, origin=origin))
     return True
 
 
 def judge(scanner: Scanner, item: PublishedItem, *, verdict_id: str) -> Verdict:
     """The verdict ``scanner.scan`` would give the recorded content now (hashing excepted)."""
-    started = time.perf_counter()
-    lookup = scanner._lookup
-    lists = lookup.lists()
-    matches = lookup.match(
+    return judge_queries(
+        scanner,
         item.queries(),
-        lists,
         upload_frames=item.frames(),
-        match_images_in_video=scanner._match_images_in_video,
-    )
-    now = time.time()
-    stale = [
-        hl.name
-        for hl in lists.values()
-        if hl.settings.max_age_seconds is not None
-        and (hl.last_sync is None or now - hl.last_sync > hl.settings.max_age_seconds)
-    ]
-    decision = decide(matches, fail_mode=scanner.fail_mode, stale_lists=stale)
-    hashes: dict[str, tuple[str, ...]] = {}
-    if item.md5 is not None:
-        hashes["md5"] = (item.md5,)
-    if item.sha256 is not None:
-        hashes["sha256"] = (item.sha256,)
-    pdq = [q.value for q in item.queries() if q.hash_type == "pdq" and q.variant == 0]
-    if pdq:
-        hashes["pdq"] = tuple(pdq)
-    return Verdict(
-        action=decision.action,
-        matches=tuple(matches),
-        hashes=hashes,
-        list_versions={name: hl.version for name, hl in lists.items()},
-        reasons=decision.reasons,
         media_type=item.media_type,
-        elapsed_ms=(time.perf_counter() - started) * 1000.0,
-        id=verdict_id,
-        created=now,
+        started=time.perf_counter(),
+        verdict_id=verdict_id,
+        origin=None,
     )
 
 
@@ -245,7 +220,7 @@ def _involves_delta(
     if verdict.action is Action.ALLOW:
         return False
     for match in verdict.matches:
-        if match.list_kind == "allow":
+        if match.list_kind is ListKind.ALLOW:
             continue
         if match.entry_id in entry_ids:
             return True
@@ -289,8 +264,9 @@ def retro(
         else:
             since = int(since_version)
         since = min(since, upto)
-        lists = scanner._lookup.lists()
-        delta = load_delta(store, since, upto, _search_radius("pdq", lists))
+        lists = {hl.name: hl for hl in store.lists()}
+        radius = int(search_radius(registry.get("pdq"), lists))
+        delta = load_delta(store, since, upto, radius)
         tasks: list[tuple[Callable[..., list[PublishedItem]], tuple[Any, ...]]] = []
         if delta.size:
             if parquet is not None:
@@ -345,7 +321,7 @@ def _judge_all(
         verdict = judge(scanner, item, verdict_id=verdict_id)
         if not _involves_delta(store, verdict, delta, entry_ids):
             continue
-        new = audit(store, verdict, item.sha256) if record_audit else True
+        new = audit(store, verdict, item.sha256, DecisionOrigin.RETRO) if record_audit else True
         result = RetroVerdict(item.content_id, verdict, new)
         out.append(result)
         if on_verdict is not None:

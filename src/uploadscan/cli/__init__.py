@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         "content, locally.",
     )
     parser.add_argument("--version", action="version", version=f"uploadscan {__version__}")
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        default=None,
+        help="data directory (default: $UPLOADSCAN_HOME, else the user data directory)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _COMMAND_MODULES:
         module.register(subparsers)
@@ -47,11 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_home_argument(parser: argparse.ArgumentParser) -> None:
-    """Every command takes ``--home DIR``: the data directory (default $UPLOADSCAN_HOME)."""
+    """Every command takes ``--home DIR``, before or after the subcommand.
+
+    The top-level parser holds the default; a subcommand's ``--home`` only overrides it when
+    given (``SUPPRESS``), so ``uploadscan --home D scan x`` and ``uploadscan scan x --home D``
+    mean the same.
+    """
     parser.add_argument(
         "--home",
         metavar="DIR",
-        default=None,
+        default=argparse.SUPPRESS,
         help="data directory (default: $UPLOADSCAN_HOME, else the user data directory)",
     )
 

@@ -7,6 +7,7 @@ import datetime as dt
 import sys
 from typing import Any
 
+from .._review import ReviewDecision
 from ._output import print_json_line, print_table
 from ._report import parse_time
 
@@ -27,11 +28,12 @@ def register(subparsers: Any) -> None:
     decide = actions.add_parser("decide", help="confirm or overturn a verdict")
     add_home_argument(decide)
     decide.add_argument("verdict_id")
-    decide.add_argument("decision", choices=("confirm", "overturn"))
+    decide.add_argument("decision", choices=[d.value for d in ReviewDecision])
     decide.add_argument("--note", help="the reason (exported as feedback on overturn)")
     decide.add_argument(
         "--allowlist", metavar="LIST", help="on overturn, add the upload's hashes to this list"
     )
+    decide.add_argument("--json", action="store_true", help="print the updated record as JSON")
     decide.set_defaults(handler=run_decide)
 
     export = actions.add_parser("export", help="false-positive feedback for list publishers")
@@ -50,20 +52,20 @@ def run_list(args: argparse.Namespace) -> int:
         items = review_queue(scanner.store, limit=args.limit)
     if args.json:
         for item in items:
-            print_json_line(item)
+            print_json_line(item.to_dict())
         return 0
     rows = []
     for item in items:
-        best = (item["matches"] or [{}])[0]
-        when = dt.datetime.fromtimestamp(item["time"], dt.UTC).isoformat(timespec="seconds")
+        best = item.matches[0] if item.matches else {}
+        when = dt.datetime.fromtimestamp(item.time, dt.UTC).isoformat(timespec="seconds")
         rows.append(
             (
-                item["verdict_id"],
+                item.verdict_id,
                 when,
                 best.get("list", "-"),
                 best.get("distance", "-"),
                 ", ".join(best.get("labels") or []),
-                "; ".join(e["type"] for e in item["errors"]),
+                "; ".join(e["type"] for e in item.errors),
             )
         )
     print_table(("VERDICT", "TIME", "LIST", "DISTANCE", "LABELS", "ERRORS"), rows)
@@ -78,7 +80,16 @@ def run_decide(args: argparse.Namespace) -> int:
         record = record_review(
             scanner.store, args.verdict_id, args.decision, note=args.note, allowlist=args.allowlist
         )
-    print_json_line(record)
+    if args.json:
+        print_json_line(record.to_dict())
+        return 0
+    status = record.review_status.value if record.review_status is not None else "-"
+    print(f"verdict {record.verdict_id}: {status}")
+    for effect in record.review_effects:
+        print(
+            f"  added {len(effect.entries)} entr{'y' if len(effect.entries) == 1 else 'ies'} "
+            f"to list {effect.list_name}"
+        )
     return 0
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import Any, cast
 
+from ..sync import SyncResult
 from ._output import print_json_line, print_table
 
 
@@ -50,7 +51,7 @@ def _sync_round(home: str | None, names: list[str], as_json: bool) -> int:
     from .._scanner import Scanner
 
     with Scanner.open(home, audit=False) as scanner:
-        results = scanner.sync(names or None)
+        results = cast("list[SyncResult]", scanner.sync(names or None))
     failed = False
     if as_json:
         for result in results:

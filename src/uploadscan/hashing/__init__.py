@@ -1,1 +1,42 @@
-"""hashing"""
+"""Hashing: every hash type as a plug-in, and the one pass that computes them for an upload.
+
+Each type is one module that computes, parses, compares and names its own values
+(``_protocol.HashType``): ``_digests`` (MD5, SHA-256), ``_pdq`` (PDQ for images and video
+frames, with ``_pdq_algorithm`` and the vPDQ format and match rule in ``_vpdq``),
+``_imagehash`` (imagehash's 64-bit hashes). ``_registry`` names them; ``_hash_file`` reads,
+decodes and hashes one upload with whichever types are wanted.
+"""
+
+from ._hash_file import UploadHashes, computable, hash_file, hash_upload, types_for
+from ._protocol import (
+    Closeness,
+    HashType,
+    ImageHash,
+    IndexKind,
+    VideoHash,
+    VideoSink,
+)
+from ._registry import HashTypeRegistry, get, names, register, registry
+from ._result import FrameHash, HashResult, Query
+
+__all__ = [
+    "Closeness",
+    "FrameHash",
+    "HashResult",
+    "HashType",
+    "HashTypeRegistry",
+    "ImageHash",
+    "IndexKind",
+    "Query",
+    "UploadHashes",
+    "VideoHash",
+    "VideoSink",
+    "computable",
+    "get",
+    "hash_file",
+    "hash_upload",
+    "names",
+    "register",
+    "registry",
+    "types_for",
+]

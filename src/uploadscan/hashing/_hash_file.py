@@ -1,84 +1,86 @@
-"""``hash_file``: every hash of one upload, without looking anything up.
+"""Hashing one upload: one read, at most one decode, every hash type that is asked for.
 
-The bytes are read once. MD5 and SHA-256 run on a worker thread while the image decodes
-(both release the GIL), so on a large JPEG the digests cost almost nothing extra. PDQ of a
-JPEG is computed from a reduced-size (draft) decode, which is most of the speed-up over
-decoding every pixel; see ``_pdq`` for why that still matches the reference. Animated images
-and videos go to the video hasher.
+The order is what makes exact lists trustworthy: the bytes are read once, within
+``max_bytes``, and every byte-level type (MD5, SHA-256) digests them as they arrive, before
+and independent of any decoding. Only then is the type sniffed and, when some asked-for type
+computes from pictures, the upload decoded once: a still image for every ``hash_image``, or
+one video decode pass feeding every ``video_sink``. A decode failure is reported next to the
+digests, never instead of them, so a corrupt or truncated copy of a listed file still meets
+the digest lists; bytes that are not media at all (a PDF, a ZIP) are not a failure.
+
+Nothing here knows a hash type by name: what is computed is what the types' protocol
+(``_protocol.HashType``) says they compute from.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-import numpy as np
-from PIL import Image
-
-from .. import hashtypes
-from .._errors import ConfigError, UnsupportedMediaError
-from ..media._borders import Luma, content_box, picture_box
+from .._errors import ConfigError, MediaError, MediaTooLargeError, UnsupportedMediaError
+from ..media._frames import VideoInfo
+from ..media._image import decode_image
 from ..media._intake import (
-    MediaInput,
+    DigestFeed,
     MediaKind,
     MediaSource,
-    check_deadline,
-    decode_errors,
-    open_image,
-    read_media,
+    classify,
+    other_type,
+    read_upload,
+    sniff,
 )
 from ..media._limits import DEFAULT_LIMITS, Limits
-from ._pdq_algorithm import JPEG_DRAFT_MIN_SIDE, image_luma, pdq_variants_from_luma
-from ._result import HashResult
+from ._protocol import HashType, VideoHash
+from ._registry import registry
+from ._result import FrameHash, HashResult, Query, frames_as_queries, image_queries
 
-if TYPE_CHECKING:
-    from .._matching import QueryHash
-
-_ALWAYS_COMPUTED = frozenset(("pdq", "md5", "sha256"))
-_IMAGEHASH_FUNCTION = {"ahash": "average_hash"}  # the others are named like the hash type
-#: Below this size the digests are computed inline: a thread hand-off would cost more.
-_DIGEST_IN_THREAD_BYTES = 1 << 20
-
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+__all__ = ["UploadHashes", "computable", "hash_file", "hash_upload", "types_for"]
 
 
-def _digest_executor() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="uploadscan-digest"
-            )
-        return _executor
+def _overrides(hash_type: HashType, method: str) -> bool:
+    return getattr(type(hash_type), method) is not getattr(HashType, method)
 
 
-def _digests(data: bytes) -> tuple[str, str]:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest(), hashlib.sha256(data).hexdigest()
+def reads_bytes(hash_type: HashType) -> bool:
+    return _overrides(hash_type, "byte_digest")
 
 
-def _imagehash_functions(extra: Sequence[str]) -> dict[str, Callable[[Image.Image], object]]:
-    """Validate ``extra`` up front, before any decoding, and map names to imagehash functions."""
-    wanted: dict[str, Callable[[Image.Image], object]] = {}
-    for name in extra:
-        hashtypes.get(name)  # UnknownHashTypeError for names nobody registered
-        if name in _ALWAYS_COMPUTED:
-            continue
-        if name not in hashtypes.IMAGEHASH_TYPES:
+def reads_images(hash_type: HashType) -> bool:
+    return _overrides(hash_type, "hash_image")
+
+
+def reads_frames(hash_type: HashType) -> bool:
+    return _overrides(hash_type, "video_sink")
+
+
+def computable(hash_type: HashType) -> bool:
+    """Whether any upload can produce values of this type (a type may exist only to be
+    matched from precomputed hashes)."""
+    return reads_bytes(hash_type) or reads_images(hash_type) or reads_frames(hash_type)
+
+
+def types_for(names: Iterable[str], *, defaults: bool = True) -> list[HashType]:
+    """The computable types to hash with: the default ones and those named.
+
+    ``UnknownHashTypeError`` for a name nobody registered, ``ConfigError`` for a type that
+    cannot be computed from media; both before anything is read.
+    """
+    if isinstance(names, str):
+        raise ConfigError("extra must be a sequence of hash-type names, not a single string")
+    chosen: dict[str, HashType] = {}
+    if defaults:
+        chosen = {t.name: t for t in registry if t.computed_by_default and computable(t)}
+    for name in names:
+        hash_type = registry.get(name)
+        if not computable(hash_type):
+            can = ", ".join(t.name for t in registry if computable(t))
             raise ConfigError(
-                f"hash type {name!r} is registered but hash_file cannot compute it; "
-                f"extra accepts {', '.join(hashtypes.IMAGEHASH_TYPES)}"
+                f"hash type {name!r} is registered but is not computed from media; "
+                f"computable types: {can}"
             )
-        import imagehash
-
-        wanted[name] = getattr(imagehash, _IMAGEHASH_FUNCTION.get(name, name))
-    return wanted
+        chosen[hash_type.name] = hash_type
+    return list(chosen.values())
 
 
 def hash_file(
@@ -87,199 +89,149 @@ def hash_file(
     limits: Limits = DEFAULT_LIMITS,
     extra: Sequence[str] = (),
 ) -> HashResult:
-    """MD5, SHA-256 and PDQ (plus any imagehash types named in ``extra``) of one upload.
+    """MD5 and SHA-256 of any file, and the perceptual hashes of images and videos (PDQ, a
+    video's frames; any other registered type named in ``extra``).
 
-    Raises a ``MediaError`` subclass for media that cannot be hashed within ``limits``.
-    Videos and animated images get per-frame PDQ hashes in ``frames``; ``extra`` applies to
-    still images only.
+    Raises a ``MediaError`` subclass for media that cannot be hashed within ``limits``;
+    bytes that are not media at all get their digests and no perceptual hash.
     """
-    result, _, _ = _hash(media, limits=limits, extra=extra, need_pdq=True, dihedral=False)
-    return result
+    hashed = hash_upload(media, limits=limits, types=types_for(extra), variants=False)
+    if hashed.error is not None:
+        raise hashed.error
+    return hashed.result
 
 
 @dataclass(frozen=True, slots=True)
-class ScanHashes:
-    """What ``Scanner.scan`` needs from hashing: the result and the queries to look up.
+class UploadHashes:
+    """One upload hashed for matching.
 
-    ``queries`` holds the digests, the PDQ hash and (if asked) its 7 dihedral variants, or one
-    query per video frame; ``frame_count`` is the number of hashed frames (0 for an image).
+    ``queries`` hold the digests and every perceptual query (extra forms included); ``error``
+    is set when the upload is media that could not be decoded or hashed within limits — the
+    digests in ``result`` and ``queries`` are there all the same.
     """
 
     result: HashResult
-    queries: list[QueryHash] = field(default_factory=list)
-    frame_count: int = 0
+    queries: tuple[Query, ...]
+    kind: MediaKind
+    error: MediaError | None = None
+
+    @property
+    def is_media(self) -> bool:
+        return self.kind is not MediaKind.OTHER
 
 
-def hash_for_scan(
+def hash_upload(
     media: MediaSource,
     *,
     limits: Limits = DEFAULT_LIMITS,
-    need_perceptual: bool = True,
-    extra: Sequence[str] = (),
-    dihedral: bool = True,
-) -> ScanHashes:
-    """Hash an upload for matching. Skips decoding entirely when no list needs a perceptual
-    hash, and derives the dihedral PDQ variants from the same DCT (no re-decoding)."""
-    from .._matching import QueryHash  # the matcher side; kept out of hash_file's import cost
+    types: Sequence[HashType],
+    variants: bool = True,
+) -> UploadHashes:
+    """Hash ``media`` with ``types`` (see the module docstring for the order).
 
-    result, variants, frame_variants = _hash(
-        media, limits=limits, extra=extra, need_pdq=need_perceptual, dihedral=dihedral
-    )
-    queries = [QueryHash("md5", result.md5), QueryHash("sha256", result.sha256)]
-    for number, value in enumerate(variants):
-        queries.append(QueryHash("pdq", value, variant=number, quality=result.pdq_quality))
-    for index, frame in enumerate(result.frames):
-        forms = frame_variants[index] if frame_variants else (frame.pdq,)
-        for number, value in enumerate(forms):
-            queries.append(
-                QueryHash(
-                    "pdq",
-                    value,
-                    variant=number,
-                    quality=frame.quality,
-                    frame=index,
-                    timestamp=frame.timestamp,
-                )
-            )
-    for name, value in result.extra.items():
-        queries.append(QueryHash(name, value))
-    return ScanHashes(result, queries, len(result.frames))
-
-
-def _hash(
-    media: MediaSource,
-    *,
-    limits: Limits,
-    extra: Sequence[str],
-    need_pdq: bool,
-    dihedral: bool,
-) -> tuple[HashResult, tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    """The hashes, the image's PDQ variants (original first), and each video frame's."""
-    if isinstance(extra, str):
-        raise ConfigError("extra must be a sequence of hash-type names, not a single string")
-    functions = _imagehash_functions(extra)
+    ``variants`` adds each perceptual hash's extra query forms (rotations, mirrors, trimmed
+    borders). ``UploadReadError`` is raised when a path cannot be read; an upload over
+    ``max_bytes`` comes back with its ``MediaTooLargeError`` and no hash at all.
+    """
     started = time.monotonic()
-    item = read_media(media, limits)
-    digest_future: Future[tuple[str, str]] | None = None
-    if item.size >= _DIGEST_IN_THREAD_BYTES:
-        digest_future = _digest_executor().submit(_digests, item.data)
+    feed = DigestFeed({t.name: t.byte_digest for t in types if reads_bytes(t)})  # type: ignore[misc]
     try:
-        if not need_pdq and not functions:
-            md5, sha256 = _finish_digests(item, digest_future)
-            return HashResult(item.media_type, md5, sha256, item.size), (), ()
-        if item.kind is MediaKind.VIDEO:
-            return _hash_video(item, limits, digest_future, dihedral)
-        result, variants = _hash_image(
-            item, limits, functions, started, digest_future, need_pdq, dihedral
-        )
-        return result, variants, ()
-    finally:
-        if digest_future is not None:
-            digest_future.cancel()
+        data = read_upload(media, limits, feed)
+    except MediaTooLargeError as exc:
+        # Over max_bytes: nothing was hashed, not even the digests (they would need every
+        # byte); the verdict takes the fail mode.
+        empty = HashResult(media_type="application/octet-stream", size=0)
+        return UploadHashes(empty, (), MediaKind.OTHER, exc)
+    image_types = [t for t in types if reads_images(t)]
+    frame_types = [t for t in types if reads_frames(t)]
+    values: dict[str, str] = {}
+    qualities: dict[str, int] = {}
+    queries: list[Query] = []
+    frames: tuple[FrameHash, ...] = ()
+    size: tuple[int | None, int | None] = (None, None)
+    duration: float | None = None
+    error: MediaError | None = None
+    try:
+        if image_types or frame_types:
+            media_type, kind = classify(data, limits)
+        else:
+            media_type, kind = _sniffed_only(data)
+        if kind is MediaKind.IMAGE and image_types:
+            image = decode_image(
+                data,
+                media_type,
+                limits,
+                full_resolution=any(t.needs_full_image for t in image_types),
+                started=started,
+            )
+            size = image.original_size
+            for hash_type in image_types:
+                computed = hash_type.hash_image(image, variants=variants)
+                if computed is None:
+                    continue
+                values[hash_type.name] = computed.value
+                if computed.quality is not None:
+                    qualities[hash_type.name] = computed.quality
+                queries += image_queries(
+                    hash_type.name, computed.value, computed.quality, computed.variants
+                )
+        elif kind is MediaKind.VIDEO and frame_types:
+            videos, info = _hash_video(data, media_type, limits, frame_types, variants, started)
+            size, duration = (info.width, info.height), info.duration
+            for hash_type, video in videos:
+                if video.value is not None:
+                    values[hash_type.name] = video.value
+                    queries.append(Query(hash_type.name, video.value))
+                if video.frames:
+                    frames = video.frames
+                    queries += frames_as_queries(hash_type.name, video.frames, video.frame_variants)
+    except MediaError as exc:
+        error = exc
+        media_type = exc.media_type or _sniffed_only(data)[0]
+        kind = MediaKind.IMAGE if media_type.startswith("image/") else MediaKind.VIDEO
+    digests = feed.result()
+    result = HashResult(
+        media_type=media_type,
+        size=len(data),
+        values={**digests, **values},
+        qualities=qualities,
+        width=size[0],
+        height=size[1],
+        frames=frames,
+        duration=duration,
+        is_media=kind is not MediaKind.OTHER,
+    )
+    digest_queries = [Query(name, value) for name, value in digests.items()]
+    return UploadHashes(result, tuple(digest_queries + queries), kind, error)
 
 
-def _finish_digests(item: MediaInput, future: Future[tuple[str, str]] | None) -> tuple[str, str]:
-    return future.result() if future is not None else _digests(item.data)
+def _sniffed_only(data: bytes) -> tuple[str, MediaKind]:
+    """The media type without opening anything (no perceptual type is wanted)."""
+    try:
+        media_type = sniff(data)
+    except MediaError as exc:
+        return exc.media_type or "application/octet-stream", MediaKind.IMAGE
+    if media_type is None:
+        return other_type(data), MediaKind.OTHER
+    kind = MediaKind.VIDEO if media_type.startswith("video/") else MediaKind.IMAGE
+    return media_type, kind
 
 
 def _hash_video(
-    item: MediaInput,
+    data: bytes,
+    media_type: str,
     limits: Limits,
-    digest_future: Future[tuple[str, str]] | None,
-    dihedral: bool = False,
-) -> tuple[HashResult, tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    frame_types: Sequence[HashType],
+    variants: bool,
+    started: float,
+) -> tuple[list[tuple[HashType, VideoHash]], VideoInfo]:
     try:
-        from ..media._video import hash_video  # imported lazily: PyAV is only loaded for videos
+        from ..media._video import decode_video  # PyAV is only loaded for videos
     except ImportError as exc:
         raise UnsupportedMediaError(
-            f"{item.media_type}: video hashing is unavailable ({exc})", media_type=item.media_type
+            f"{media_type}: video decoding is unavailable ({exc})", media_type=media_type
         ) from exc
-
-    video = hash_video(item.data, item.media_type, limits, dihedral=dihedral)
-    md5, sha256 = _finish_digests(item, digest_future)
-    result = HashResult(
-        media_type=item.media_type,
-        md5=md5,
-        sha256=sha256,
-        size=item.size,
-        width=video.width,
-        height=video.height,
-        frames=tuple(video.frames),
-        duration=video.duration,
-    )
-    return result, (), tuple(video.variants)
-
-
-def _hash_image(
-    item: MediaInput,
-    limits: Limits,
-    functions: dict[str, Callable[[Image.Image], object]],
-    started: float,
-    digest_future: Future[tuple[str, str]] | None,
-    need_pdq: bool,
-    dihedral: bool,
-) -> tuple[HashResult, tuple[str, ...]]:
-    media_type = item.media_type
-    image = open_image(item.data, media_type, limits)
-    original_size = image.size
-    extra: dict[str, str] = {}
-    variants: tuple[str, ...] = ()
-    quality: int | None = None
-    with decode_errors(media_type):
-        if image.format == "JPEG" and not functions:
-            _draft(image)
-        image.load()
-        check_deadline(started, limits, media_type, "decoding")
-        if need_pdq:
-            luma = image_luma(image)
-            variants, quality = pdq_variants_from_luma(luma, original_size, dihedral=dihedral)
-            if dihedral:
-                variants += _trimmed_variants(luma, original_size)
-        for name, function in functions.items():
-            extra[name] = str(function(image))
-        check_deadline(started, limits, media_type, "hashing")
-    md5, sha256 = _finish_digests(item, digest_future)
-    result = HashResult(
-        media_type=media_type,
-        md5=md5,
-        sha256=sha256,
-        size=item.size,
-        pdq=variants[0] if variants else None,
-        pdq_quality=quality,
-        width=original_size[0],
-        height=original_size[1],
-        extra=extra,
-    )
-    return result, variants
-
-
-def _trimmed_variants(luma: Luma, original_size: tuple[int, int]) -> tuple[str, ...]:
-    """PDQ variants of the picture inside uniform borders, and of the picture on a flat
-    background with interface marks around it (a screenshot), where either is found.
-
-    A letterboxed, padded or screenshot copy of a listed image only matches once the
-    surroundings are gone; the trimmed hashes are extra queries, never the image's reported
-    PDQ.
-    """
-    boxes = {box for box in (content_box(luma), picture_box(luma)) if box is not None}
-    scale_x = original_size[0] / luma.shape[1]
-    scale_y = original_size[1] / luma.shape[0]
-    variants: tuple[str, ...] = ()
-    for top, bottom, left, right in sorted(boxes):
-        size = (round((right - left) * scale_x), round((bottom - top) * scale_y))
-        cropped = np.ascontiguousarray(luma[top:bottom, left:right])
-        variants += pdq_variants_from_luma(cropped, size, dihedral=True)[0]
-    return variants
-
-
-def _draft(image: Image.Image) -> None:
-    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale while the short side stays >= 256 px.
-
-    Colour JPEGs decode their luma channel only: PDQ's luma weights are JPEG's own Y weights.
-    """
-    width, height = image.size
-    for scale in (8, 4, 2):
-        if min(width, height) // scale >= JPEG_DRAFT_MIN_SIDE:
-            mode = "L" if image.mode == "RGB" else image.mode
-            image.draft(mode, (width // scale, height // scale))
-            return
+    sinks = [(t, t.video_sink(variants=variants)) for t in frame_types]
+    active = [(t, s) for t, s in sinks if s is not None]
+    info = decode_video(data, media_type, limits, [s for _, s in active], started=started)
+    return [(t, s.finish()) for t, s in active], info

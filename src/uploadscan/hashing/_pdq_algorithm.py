@@ -31,10 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-#: Short side (in reduced pixels) below which we stop shrinking a JPEG with draft decoding.
-JPEG_DRAFT_MIN_SIDE = 256
-#: Short side below which ``Image.reduce`` is not applied to decoded (non-draft) images.
-REDUCE_MIN_SIDE = 512
+from ..media._frames import image_luma
 
 _MIN_HASHABLE_DIM = 5  # the reference returns an all-zero hash of quality 0 below this
 _EMPTY_HASH = "0" * 64
@@ -208,13 +205,6 @@ def pdq_variants_from_luma(
     return hashes, _quality(buffers[0])
 
 
-def _luma_of(image: Image.Image) -> Float32Array:
-    array = np.asarray(image)
-    if array.ndim == 2:
-        return array.astype(np.float32)
-    return np.asarray(array[..., :3].astype(np.float32) @ _LUMA, dtype=np.float32)
-
-
 def pdq_from_rgb(array: npt.NDArray[np.uint8]) -> tuple[str, int]:
     """PDQ of an (H, W, 3) uint8 RGB array at its own size (the exact reference algorithm)."""
     if array.ndim != 3 or array.shape[2] < 3:
@@ -241,14 +231,3 @@ def pdq_variants_from_image(
     """``pdq_from_image`` plus, with ``dihedral``, the 7 rotated/mirrored variants."""
     size = original_size if original_size is not None else image.size
     return pdq_variants_from_luma(image_luma(image), size, dihedral=dihedral)
-
-
-def image_luma(image: Image.Image) -> Float32Array:
-    """The luma plane PDQ works on: RGB-converted as the reference does (palette and alpha
-    included), shrunk with ``Image.reduce`` when large. Pair it with the original size."""
-    if image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")
-    factor = min(image.size) // REDUCE_MIN_SIDE
-    if factor > 1:
-        image = image.reduce(factor)
-    return _luma_of(image)

@@ -1,63 +1,49 @@
-"""Hash types: what a hash value is, how it is validated and compared.
+"""Hash types for plug-in authors: the protocol, the built-in types, and the registry.
 
-Plug-in authors subclass ``HashType`` and call ``register()``; ``uploadscan.testing`` holds the
-contract test every type must pass.
+A new hash type is one class (subclass ``HashType``, set its name, size, index kind and
+threshold, override what it computes from: ``byte_digest``, ``hash_image`` or
+``video_sink``) and one ``register()`` call. It then hashes uploads, syncs from list files and
+matches in ``Scanner.scan`` with no change to uploadscan itself. ``uploadscan.testing`` holds
+the contract test every type must pass.
 """
 
 from __future__ import annotations
 
-from ..hashing._builtin import (
-    AHashType,
-    DHashType,
-    Md5HashType,
-    PdqHashType,
-    PHashType,
-    Sha256HashType,
-    WHashType,
+from ..hashing._digests import Md5HashType, Sha256HashType
+from ..hashing._imagehash import AHashType, DHashType, PHashType, WHashType
+from ..hashing._pdq import PdqHashType
+from ..hashing._protocol import (
+    Closeness,
+    HashType,
+    ImageHash,
+    IndexKind,
+    VideoHash,
+    VideoSink,
 )
-from ..hashing._protocol import HashType, HashTypeRegistry
+from ..hashing._registry import HashTypeRegistry, get, names, register, registry
+from ..media._frames import Frame, FrameSink
+from ..media._image import DecodedImage
 
 __all__ = [
     "AHashType",
+    "Closeness",
     "DHashType",
+    "DecodedImage",
+    "Frame",
+    "FrameSink",
     "HashType",
     "HashTypeRegistry",
+    "ImageHash",
+    "IndexKind",
     "Md5HashType",
     "PHashType",
     "PdqHashType",
     "Sha256HashType",
+    "VideoHash",
+    "VideoSink",
     "WHashType",
     "get",
     "names",
     "register",
     "registry",
 ]
-
-registry = HashTypeRegistry()
-for _type in (
-    PdqHashType(),
-    Md5HashType(),
-    Sha256HashType(),
-    PHashType(),
-    DHashType(),
-    AHashType(),
-    WHashType(),
-):
-    registry.register(_type)
-
-#: Image hash types computed only when asked for (``hash_file(..., extra=["phash"])``).
-IMAGEHASH_TYPES = ("phash", "dhash", "ahash", "whash")
-
-
-def register(hash_type: HashType) -> HashType:
-    """Add a hash type to the global registry; its name must be new."""
-    return registry.register(hash_type)
-
-
-def get(name: str) -> HashType:
-    """The registered hash type called ``name`` (``UnknownHashTypeError`` if none)."""
-    return registry.get(name)
-
-
-def names() -> list[str]:
-    return registry.names()

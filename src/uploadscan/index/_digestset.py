@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from uploadscan._errors import ConfigError, IndexError_, InvalidHashError
+from uploadscan._errors import ConfigError, IndexFileError, InvalidHashError
 from uploadscan.index._mih import expand_ranges
-from uploadscan.index._mmapfile import SectionSpec, SectionWriter, map_file
+from uploadscan.index._mmapfile import MappedFile, SectionSpec, SectionWriter, map_file
 
 __all__ = ["DigestSet"]
 
@@ -49,9 +49,15 @@ class DigestSet:
     """A sorted, memory-mapped set of fixed-length digests, each with an int64 id."""
 
     def __init__(
-        self, path: Path, key_bytes: int, sections: dict[str, npt.NDArray[np.generic]], size: int
+        self,
+        path: Path,
+        key_bytes: int,
+        sections: dict[str, npt.NDArray[np.generic]],
+        size: int,
+        mapped: MappedFile | None = None,
     ) -> None:
         """Use ``DigestSet.open``; this wraps already validated sections."""
+        self._mapped = mapped
         self.path = path
         self.key_bytes = key_bytes
         self._head = np.asarray(sections["head"], dtype=np.uint64)
@@ -92,7 +98,7 @@ class DigestSet:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> DigestSet:
-        """Memory-map ``path``; raises ``IndexError_`` if it is missing or damaged."""
+        """Memory-map ``path``; raises ``IndexFileError`` if it is missing or damaged."""
         mapped = map_file(path, _KIND, frozenset({_VERSION}))
         try:
             key_bytes, n = int(mapped.params["key_bytes"]), int(mapped.params["n"])
@@ -103,8 +109,14 @@ class DigestSet:
             if sections["rest"].shape != (n, words - 1):
                 raise ValueError("key words do not match the key length")
         except (KeyError, TypeError, ValueError) as exc:
-            raise IndexError_(f"digest file {path} is damaged ({exc}); rebuild it") from exc
-        return cls(mapped.path, key_bytes, sections, mapped.size)
+            raise IndexFileError(f"digest file {path} is damaged ({exc}); rebuild it") from exc
+        return cls(mapped.path, key_bytes, sections, mapped.size, mapped)
+
+    def verify(self) -> None:
+        """Check every section's checksum (reads the whole file; for repair tools)."""
+        if self._mapped is None:
+            raise IndexFileError(f"{self.path}: not opened from a file; nothing to verify")
+        self._mapped.verify()
 
     def __len__(self) -> int:
         return int(self._head.shape[0])
@@ -131,4 +143,4 @@ class DigestSet:
             equal = np.all(np.take(self._rest, rows, axis=0) == words[query, 1:], axis=1)
             return query[equal].astype(np.int32), np.take(self._ids, rows[equal])
         except IndexError as exc:
-            raise IndexError_(f"digest file {self.path} is damaged ({exc}); rebuild it") from exc
+            raise IndexFileError(f"digest file {self.path} is damaged ({exc}); rebuild it") from exc

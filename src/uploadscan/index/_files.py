@@ -1,4 +1,4 @@
-"""Batch lookups against the store, through index files derived from it and kept in sync.
+"""Index files: batch lookups against the store, through files derived from it and kept in sync.
 
 The store is the truth; index files are a cache of it at some store version. For each hash type
 the matcher serves one *base* index file (built at version ``b``) plus a small in-memory *delta*
@@ -20,8 +20,9 @@ Many worker processes share one index directory:
 - A state (version + per-type base and delta) is built completely and then swapped in with one
   reference assignment, so a lookup in flight never sees half of an update.
 
-Hash types with ``default_threshold > 0`` (PDQ, the 64-bit imagehash types) get a
-``HammingIndex``; exact digests (md5, sha256) get a ``DigestSet`` hash table.
+Each hash type declares its index kind (``IndexKind``): ``HAMMING`` types (PDQ, the 64-bit
+imagehash types) get a ``HammingIndex``, ``DIGEST`` types (MD5, SHA-256) a ``DigestSet`` hash
+table.
 """
 
 from __future__ import annotations
@@ -42,13 +43,20 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .. import hashtypes
-from .._errors import ConfigError, IndexError_, InvalidHashError, UploadScanError
-from ..store._store import DeltaUnavailableError, Store
+from .._errors import (
+    ConfigError,
+    DeltaUnavailableError,
+    IndexFileError,
+    InvalidHashError,
+    UploadScanError,
+)
+from ..hashing._protocol import IndexKind
+from ..hashing._registry import registry
+from ..store._store import Store
 from ._digestset import DigestSet
 from ._hamming import HammingIndex, SearchHits, brute_force_search
 
-__all__ = ["Matcher"]
+__all__ = ["IndexFiles"]
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "build.lock"
@@ -65,6 +73,8 @@ GRACE_SECONDS = 60.0
 class _Base(Protocol):
     def search(self, queries: npt.NDArray[np.uint8], max_distance: int) -> SearchHits: ...
 
+    def verify(self) -> None: ...
+
     def __len__(self) -> int: ...
 
 
@@ -79,12 +89,20 @@ class _DigestBase:
         query = np.asarray(query, dtype=np.int32)
         return SearchHits(query, np.asarray(ids, dtype=np.int64), np.zeros_like(query))
 
+    def verify(self) -> None:
+        self._set.verify()
+
     def __len__(self) -> int:
         return len(self._set)
 
 
 def _index_kind(hash_type: str) -> str:
-    return "hamming" if hashtypes.get(hash_type).default_threshold > 0 else "digestset"
+    kind = registry.get(hash_type).index_kind
+    if kind is IndexKind.HAMMING:
+        return "hamming"
+    if kind is IndexKind.DIGEST:
+        return "digestset"
+    raise IndexFileError(f"{hash_type}: no index file kind for {kind.value} hash types yet")
 
 
 def _build_file(
@@ -101,7 +119,7 @@ def _open_file(kind: str, path: Path) -> _Base:
         return _DigestBase(DigestSet.open(path))
     if kind == "hamming":
         return HammingIndex.open(path)
-    raise IndexError_(f"index file {path} has unknown kind {kind!r}")
+    raise IndexFileError(f"index file {path} has unknown kind {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -145,7 +163,7 @@ class _State:
     types: dict[str, _TypeState] = field(default_factory=dict)
 
 
-class Matcher:
+class IndexFiles:
     """Exact lookups over every list in ``store``, via index files in ``index_dir``.
 
     ``refresh()`` brings the served state up to the store's version, building base files when
@@ -205,10 +223,10 @@ class Matcher:
         self._last_check = time.monotonic()
         return state.version
 
-    def view(self) -> MatcherView:
+    def view(self) -> IndexView:
         """The state served now, pinned: searches through it all answer from one store
         version (``view.version``) even if a newer one is swapped in meanwhile."""
-        return MatcherView(self, self._current_state())
+        return IndexView(self, self._current_state())
 
     def search(
         self,
@@ -224,7 +242,7 @@ class Matcher:
         hits come from one store version (``self.version`` at the time of the call); use
         ``view()`` to keep several searches on one version.
         """
-        ht = hashtypes.get(hash_type)
+        ht = registry.get(hash_type)
         queries = np.asarray(codes)
         nbytes = ht.bits // 8
         if queries.dtype != np.uint8 or queries.ndim != 2 or queries.shape[1] != nbytes:
@@ -289,14 +307,14 @@ class Matcher:
             names |= set(old.types)
         types = {}
         for name in sorted(names):
-            if name not in hashtypes.registry:
+            if name not in registry:
                 continue  # a plug-in type no longer installed: nothing can query it
             types[name] = self._load_type(name, entries.get(name), version)
         return _State(version, mstat, types)
 
     def _load_type(self, hash_type: str, entry: Any, version: int) -> _TypeState:
         state = self._load_type_arrays(hash_type, entry, version)
-        if hashtypes.get(hash_type).is_exact and state.added_ids.shape[0]:
+        if registry.get(hash_type).is_exact and state.added_ids.shape[0]:
             exact: dict[bytes, list[int]] = {}
             for entry_id, code in zip(state.added_ids.tolist(), state.added_codes, strict=True):
                 exact.setdefault(code.tobytes(), []).append(entry_id)
@@ -312,12 +330,12 @@ class Matcher:
                 base_file = str(entry["file"])
                 base_version = int(entry["version"])
                 if not _FILE_RE.fullmatch(base_file) or base_version > version:
-                    raise IndexError_(f"manifest entry for {hash_type} is not valid")
+                    raise IndexFileError(f"manifest entry for {hash_type} is not valid")
                 base = self._opened.get(base_file)
                 if base is None:
                     base = _open_file(str(entry["kind"]), self._dir / base_file)
                 if len(base) != int(entry["count"]):
-                    raise IndexError_(f"index file {base_file} does not match the manifest")
+                    raise IndexFileError(f"index file {base_file} does not match the manifest")
             except (UploadScanError, OSError, KeyError, TypeError, ValueError):
                 base, base_file, base_version = None, None, 0
         if base is not None:
@@ -449,10 +467,10 @@ def _merge(parts: list[SearchHits]) -> SearchHits:
 
 
 @dataclass(frozen=True)
-class MatcherView:
-    """One served version of the matcher's indexes (see ``Matcher.view``)."""
+class IndexView:
+    """One served version of the matcher's indexes (see ``IndexFiles.view``)."""
 
-    matcher: Matcher
+    matcher: IndexFiles
     state: _State
 
     @property
@@ -461,3 +479,70 @@ class MatcherView:
 
     def search(self, hash_type: str, codes: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
         return self.matcher.search(hash_type, codes, max_distance, _state=self.state)
+
+
+def check_index_files(store: Store, index_dir: Path) -> list[str]:
+    """Problems with the index files of ``store`` in ``index_dir`` (reads every file)."""
+    findings: list[str] = []
+    manifest_path = index_dir / MANIFEST_NAME
+    store_types = set(store.hash_types())
+    if not manifest_path.exists():
+        if store_types:
+            findings.append(f"{manifest_path} is missing")
+        return findings
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+        types = manifest["types"]
+        if manifest.get("format") != 1 or not isinstance(types, dict):
+            raise ValueError("unknown format")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        findings.append(f"{manifest_path} is damaged ({exc})")
+        return findings
+    if manifest.get("store_id") != store.store_id:
+        findings.append(f"{manifest_path} was built from another store")
+        return findings
+    version = store.version()
+    for hash_type in sorted(store_types - set(types)):
+        findings.append(f"no index file for {hash_type} in {manifest_path}")
+    for hash_type, entry in sorted(types.items()):
+        problem = _check_index_file(index_dir, hash_type, entry, version)
+        if problem is not None:
+            findings.append(problem)
+    return findings
+
+
+def _check_index_file(index_dir: Path, hash_type: str, entry: Any, version: int) -> str | None:
+    try:
+        name, kind = str(entry["file"]), str(entry["kind"])
+        count, built_at = int(entry["count"]), int(entry["version"])
+    except (KeyError, TypeError, ValueError):
+        return f"manifest entry for {hash_type} is damaged"
+    if not _FILE_RE.fullmatch(name):
+        return f"manifest entry for {hash_type} names an unsafe file {name!r}"
+    if built_at > version:
+        return f"index file {name} claims store version {built_at}, newer than the store's"
+    try:
+        base = _open_file(kind, index_dir / name)
+        base.verify()
+        length = len(base)
+    except (IndexFileError, OSError, ValueError) as exc:
+        return str(exc)
+    if length != count:
+        return f"index file {name} holds {length} entries, the manifest says {count}"
+    return None
+
+
+def rebuild_index_files(store: Store, index_dir: Path) -> None:
+    """Delete the manifest and every index file it names (damaged or not, they are derived),
+    then rebuild from the store under the build lock."""
+    manifest_path = index_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+        names = [str(e["file"]) for e in manifest["types"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        names = []
+    for name in names:
+        if _FILE_RE.fullmatch(name):
+            (index_dir / name).unlink(missing_ok=True)
+    manifest_path.unlink(missing_ok=True)
+    IndexFiles(store, index_dir, refresh_interval=None).refresh(build=True)

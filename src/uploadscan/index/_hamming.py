@@ -27,7 +27,7 @@ API (kept stable for the rest of the package):
 - ``HammingIndex.build(codes, ids, path)``: write an index file for (n, nbytes) uint8 ``codes``
   with int64 ``ids``; written to a temporary file and renamed into place. Keywords
   ``design_distance`` and ``substrings`` tune the layout (never the results).
-- ``HammingIndex.open(path)``: memory-map an index file (``IndexError_`` if missing/damaged).
+- ``HammingIndex.open(path)``: memory-map an index file (``IndexFileError`` if missing/damaged).
 - ``index.search(queries, max_distance) -> SearchHits``; ``len(index)``; ``index.nbytes``;
   ``index.code_bytes``; ``index.substring_bits``; ``index.verify()`` (full checksum read).
 - ``brute_force_search(codes, ids, queries, max_distance) -> SearchHits`` for small sets.
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from uploadscan._errors import ConfigError, IndexError_, InvalidHashError
+from uploadscan._errors import ConfigError, IndexFileError, InvalidHashError
 from uploadscan.index import _mih as mih
 from uploadscan.index._mmapfile import MappedFile, SectionSpec, SectionWriter, map_file
 
@@ -226,7 +226,7 @@ class HammingIndex:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, populate: bool = False) -> HammingIndex:
-        """Memory-map ``path``; raises ``IndexError_`` if it is missing or damaged.
+        """Memory-map ``path``; raises ``IndexFileError`` if it is missing or damaged.
 
         ``populate`` maps every page at open (about 0.3 s for a 10 M index already in the page
         cache) so a long-lived worker's first queries do not pay page faults (up to ~15 ms).
@@ -236,7 +236,7 @@ class HammingIndex:
             index = cls(mapped)
             index._check_structure()
         except (KeyError, TypeError, ValueError) as exc:
-            raise IndexError_(f"index file {path} is damaged ({exc}); rebuild it") from exc
+            raise IndexFileError(f"index file {path} is damaged ({exc}); rebuild it") from exc
         return index
 
     def _check_structure(self) -> None:
@@ -324,7 +324,7 @@ class HammingIndex:
                 q, rows, dist = (np.concatenate(x) for x in zip(*parts, strict=True))
             return SearchHits(q.astype(np.int32), np.take(self._ids, rows), dist)
         except (IndexError, ValueError) as exc:  # offsets/positions that point nowhere
-            raise IndexError_(f"index file {self.path} is damaged ({exc}); rebuild it") from exc
+            raise IndexFileError(f"index file {self.path} is damaged ({exc}); rebuild it") from exc
 
     def _probe(
         self,

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from uploadscan._errors import IndexError_
+from uploadscan._errors import IndexFileError
 
 MAGIC = b"USCANIDX"
 CONTAINER_VERSION = 1
@@ -210,14 +210,16 @@ class MappedFile:
     size: int
 
     def verify(self) -> None:
-        """Read every byte and compare section CRCs; raises ``IndexError_`` on a mismatch."""
+        """Read every byte and compare section CRCs; raises ``IndexFileError`` on a mismatch."""
         for name, array in self.sections.items():
             if zlib.crc32(_bytes_of(array)) != self.crcs[name]:
-                raise IndexError_(f"{self.path}: section {name!r} fails its checksum; rebuild it")
+                raise IndexFileError(
+                    f"{self.path}: section {name!r} fails its checksum; rebuild it"
+                )
 
 
-def _damaged(path: Path, why: str) -> IndexError_:
-    return IndexError_(f"index file {path} is damaged ({why}); rebuild it from the store")
+def _damaged(path: Path, why: str) -> IndexFileError:
+    return IndexFileError(f"index file {path} is damaged ({why}); rebuild it from the store")
 
 
 def map_file(
@@ -250,9 +252,9 @@ def map_file(
             else:
                 mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
-        raise IndexError_(f"index file {path} is missing; rebuild it from the store") from None
+        raise IndexFileError(f"index file {path} is missing; rebuild it from the store") from None
     except OSError as exc:
-        raise IndexError_(f"index file {path} cannot be read: {exc}") from exc
+        raise IndexFileError(f"index file {path} cannot be read: {exc}") from exc
     try:
         header = json.loads(raw)
         if header["kind"] != kind:

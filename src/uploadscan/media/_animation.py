@@ -13,12 +13,13 @@ image at ``max_pixels`` (measured: two 1x1 frames on a 100 MP canvas peaked at 1
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PIL import Image
 
 from .._errors import MediaTooLargeError
-from ..hashing._pdq_algorithm import image_luma
-from ._frames import FrameCollector, VideoHashes
-from ._intake import check_deadline, check_pixels, decode_errors, open_image
+from ._frames import FrameSink, PillowFrame, VideoInfo
+from ._image import check_deadline, check_pixels, decode_errors, open_image
 from ._limits import Limits
 
 #: An animation's canvas may have at most ``max_pixels // ANIMATION_PIXEL_DIVISOR`` pixels.
@@ -27,19 +28,17 @@ _MIN_GIF_DELAY = 0.02  # browsers show shorter GIF delays as 0.1 s
 _DEFAULT_GIF_DELAY = 0.1
 
 
-def hash_animation(
+def decode_animation(
     data: bytes,
     media_type: str,
     limits: Limits,
+    sinks: Sequence[FrameSink],
     interval: float,
-    dihedral: bool,
-    trim: bool,
     started: float,
-) -> VideoHashes:
-    """Hash the frame on screen at each ``interval`` tick (and the first frame)."""
+) -> VideoInfo:
+    """Hand the frame on screen at each ``interval`` tick (and the first frame) to ``sinks``."""
     image = open_image(data, media_type, limits)
     _check_canvas(image.size, media_type, limits)
-    collector = FrameCollector(dihedral=dihedral, trim=trim)
     decoded = 0
     now = 0.0
     with decode_errors(media_type):
@@ -57,11 +56,16 @@ def hash_animation(
             check_deadline(started, limits, media_type, "animation decoding")
             check_pixels(image.size, media_type, limits)
             delay = _frame_delay(image, media_type)
-            if now + delay > next_tick or index == 0:
-                # Reduced as still images are (a 1 KB GIF can declare a 100 MP canvas):
-                # full-resolution float luma of every hashed frame would cost GBs.
-                collector.add(round(now, 6), image_luma(image), original_size=image.size)
+            sampled = now + delay > next_tick or index == 0
+            takers = [s for s in sinks if sampled or s.every_frame]
+            if takers:
+                # The frame's luma is reduced as a still image's is (a 1 KB GIF can declare a
+                # 100 MP canvas): full-resolution float luma of every frame would cost GBs.
+                frame = PillowFrame(image)
+                for sink in takers:
+                    sink.add(round(now, 6), frame)
                 check_deadline(started, limits, media_type, "animation hashing")
+            if sampled:
                 while next_tick < now + delay:
                     next_tick += interval
             now += delay
@@ -72,13 +76,8 @@ def hash_animation(
                     media_type=media_type,
                     limit="max_duration_seconds",
                 )
-    return VideoHashes(
-        frames=tuple(collector.frames),
-        duration=now,
-        width=image.size[0],
-        height=image.size[1],
-        frames_decoded=decoded,
-        variants=tuple(collector.variants),
+    return VideoInfo(
+        duration=now, width=image.size[0], height=image.size[1], frames_decoded=decoded
     )
 
 

@@ -1,33 +1,75 @@
-"""From decoded video frames to the PDQ hashes we keep: luma, border trimming, dedup, quality.
+"""Decoded pictures as the hashers see them: luma planes, and the frames of a decode pass.
 
-Shared by the video decoder (``_video``) and the animated-image path. Everything here works on
-the luma plane, because PDQ only looks at luma (0.299 R + 0.587 G + 0.114 B): for 8-bit YUV
-frames that is the Y plane rescaled from video range, which saves the colour conversion the
-reference pipeline pays for on every frame.
+PDQ only looks at luma (0.299 R + 0.587 G + 0.114 B). For 8-bit YUV video frames that is the
+Y plane rescaled from video range, which saves the colour conversion the reference pipeline
+pays for on every frame; for Pillow images it is the reference's RGB conversion, on a plane
+reduced with ``Image.reduce`` when large (the hashers are told the original size).
 
-Letterbox and pillarbox bars: hash lists are made by vPDQ from frames as decoded, bars included.
-An upload that adds bars to a listed video therefore only matches after trimming them, and an
-upload of a listed video that had bars only matches untrimmed. So when a frame has a uniform
-border we emit both hashes at the same timestamp (untrimmed first).
+``Frame`` is what the video decoder and the animation decoder hand to every hash type's
+``FrameSink``: conversions are computed on demand, once per frame, whoever asks first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-
-from ..hashing import _pdq_algorithm as _pdq
-from ..hashing._result import FrameHash
-from ..hashing._vpdq import DEFAULT_MAX_SPAN, MIN_QUALITY
-from ._borders import content_box
+from PIL import Image
 
 Luma = npt.NDArray[np.float32]
+RGB = npt.NDArray[np.uint8]
 
-#: Frames whose PDQ differs from the last kept frame by at most this many bits are duplicates.
-DEDUP_DISTANCE = 6
+#: Short side below which ``Image.reduce`` is not applied to decoded (non-draft) images.
+REDUCE_MIN_SIDE = 512
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class Frame(Protocol):
+    """One decoded frame of a video or animation."""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) as decoded."""
+        ...
+
+    def luma(self) -> tuple[Luma, tuple[int, int]]:
+        """The luma plane, possibly reduced, and the (width, height) it stands for."""
+        ...
+
+    def rgb(self, width: int, height: int) -> RGB:
+        """The frame scaled to ``width`` x ``height``, as (height, width, 3) uint8 RGB."""
+        ...
+
+
+class FrameSink(Protocol):
+    """Receives the frames of one video decode pass.
+
+    The decoder splits long videos into chunks decoded in parallel: each chunk gets a sink
+    from ``fork()``, and the chunks are merged back in time order with ``merge``. A ``Frame``
+    is only valid during ``add``: the decoder reuses its buffers. ``every_frame`` asks for
+    every decoded frame instead of the sampled ones (keyframes and about one a second).
+    """
+
+    @property
+    def every_frame(self) -> bool: ...
+
+    def add(self, timestamp: float, frame: Frame) -> None: ...
+
+    def fork(self) -> FrameSink: ...
+
+    def merge(self, later: FrameSink) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """What a decode pass learnt about the video itself (the hashes live in the sinks)."""
+
+    duration: float | None
+    width: int | None
+    height: int | None
+    frames_decoded: int
 
 
 def block_mean(luma: Luma, factor: int) -> Luma:
@@ -40,79 +82,6 @@ def block_mean(luma: Luma, factor: int) -> Luma:
     col_counts = np.minimum(factor, width - np.arange(0, width, factor)).astype(np.float32)
     out: Luma = (both / np.outer(row_counts, col_counts)).astype(np.float32)
     return out
-
-
-def hash_luma(
-    luma: Luma, *, dihedral: bool, original_size: tuple[int, int] | None = None
-) -> tuple[tuple[str, ...], int]:
-    """PDQ (and its dihedral variants) of a luma plane.
-
-    Large planes are block-averaged first, as ``_pdq`` does for still images; the PDQ operator
-    is computed from the original size (``original_size`` when ``luma`` is already a reduced
-    plane, else its own), so the result stays the reference algorithm's.
-    """
-    height, width = luma.shape
-    factor = min(height, width) // _pdq.REDUCE_MIN_SIDE
-    reduced = block_mean(luma, factor) if factor > 1 else luma
-    size = original_size if original_size is not None else (width, height)
-    return _pdq.pdq_variants_from_luma(reduced, size, dihedral=dihedral)
-
-
-def _hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
-
-
-@dataclass
-class FrameCollector:
-    """Hashes selected frames and keeps the ones worth looking up.
-
-    Drops frames of quality < 50 (they match everything) and frames within
-    ``DEDUP_DISTANCE`` bits of the last kept one, unless that one is ``DEFAULT_MAX_SPAN``
-    seconds old: a listed frame stands for at most that much time, so keeping one that often
-    lets our own output serve as a list without holes in its time coverage.
-    """
-
-    dihedral: bool = False
-    trim: bool = True
-    frames: list[FrameHash] = field(default_factory=list)
-    variants: list[tuple[str, ...]] = field(default_factory=list)
-    _last: dict[bool, tuple[float, str]] = field(default_factory=dict)
-
-    def add(
-        self, timestamp: float, luma: Luma, original_size: tuple[int, int] | None = None
-    ) -> None:
-        """Hash one frame. ``original_size`` (width, height) when ``luma`` is a reduced plane."""
-        height, width = luma.shape
-        size = original_size if original_size is not None else (width, height)
-        self._add(timestamp, luma, size, trimmed=False)
-        if self.trim:
-            box = content_box(luma)
-            if box is not None:
-                top, bottom, left, right = box
-                scale_x, scale_y = size[0] / width, size[1] / height
-                cropped = (round((right - left) * scale_x), round((bottom - top) * scale_y))
-                self._add(timestamp, luma[top:bottom, left:right], cropped, trimmed=True)
-
-    def _add(self, timestamp: float, luma: Luma, size: tuple[int, int], *, trimmed: bool) -> None:
-        hashes, quality = hash_luma(luma, dihedral=self.dihedral, original_size=size)
-        if quality < MIN_QUALITY:
-            return
-        last = self._last.get(trimmed)
-        if (
-            last is not None
-            and timestamp - last[0] < DEFAULT_MAX_SPAN
-            and _hamming(last[1], hashes[0]) <= DEDUP_DISTANCE
-        ):
-            return
-        self._last[trimmed] = (timestamp, hashes[0])
-        self.frames.append(FrameHash(timestamp=timestamp, pdq=hashes[0], quality=quality))
-        if self.dihedral:
-            self.variants.append(hashes)
-
-    def merge(self, other: FrameCollector) -> None:
-        """Append a later chunk's frames (chunks are hashed in parallel, in time order)."""
-        self.frames.extend(other.frames)
-        self.variants.extend(other.variants)
 
 
 def rgb_luma(rgb: npt.NDArray[np.uint8]) -> Luma:
@@ -161,18 +130,63 @@ def frame_luma(frame: Any) -> Luma:
     return rgb_luma(frame.to_ndarray(format="rgb24"))
 
 
-@dataclass(frozen=True, slots=True)
-class VideoHashes:
-    """The kept frame hashes of one video, in time order.
+def image_luma(image: Image.Image) -> Luma:
+    """The luma plane PDQ works on: RGB-converted as the reference does (palette and alpha
+    included), shrunk with ``Image.reduce`` when large. Pair it with the original size."""
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    factor = min(image.size) // REDUCE_MIN_SIDE
+    if factor > 1:
+        image = image.reduce(factor)
+    return luma_of(image)
 
-    ``variants``: with ``dihedral=True``, one tuple per frame with the PDQ of the frame and its
-    7 rotations/mirrors (``_pdq`` order: original, rot90, rot180, rot270, flip x, flip y,
-    flip +1, flip -1). ``frames_decoded`` counts every frame the decoder produced.
-    """
 
-    frames: tuple[FrameHash, ...]
-    duration: float | None
-    width: int | None
-    height: int | None
-    frames_decoded: int
-    variants: tuple[tuple[str, ...], ...] = ()
+def luma_of(image: Image.Image) -> Luma:
+    """Luma of an ``L`` or ``RGB`` Pillow image at its own size."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        return array.astype(np.float32)
+    return np.asarray(array[..., :3].astype(np.float32) @ _LUMA, dtype=np.float32)
+
+
+class PillowFrame:
+    """A ``Frame`` over a Pillow image (an animation's composited frame)."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self._image = image
+        self._luma: tuple[Luma, tuple[int, int]] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._image.size
+
+    def luma(self) -> tuple[Luma, tuple[int, int]]:
+        if self._luma is None:
+            self._luma = (image_luma(self._image), self._image.size)
+        return self._luma
+
+    def rgb(self, width: int, height: int) -> RGB:
+        image = self._image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+        return np.asarray(image, dtype=np.uint8)
+
+
+class AvFrame:
+    """A ``Frame`` over a decoded ``av.VideoFrame``."""
+
+    def __init__(self, frame: Any) -> None:
+        self._frame = frame
+        self._luma: tuple[Luma, tuple[int, int]] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self._frame.width), int(self._frame.height)
+
+    def luma(self) -> tuple[Luma, tuple[int, int]]:
+        if self._luma is None:
+            self._luma = (frame_luma(self._frame), self.size)
+        return self._luma
+
+    def rgb(self, width: int, height: int) -> RGB:
+        scaled = self._frame.reformat(width=width, height=height, format="rgb24")
+        out: RGB = scaled.to_ndarray()
+        return out

@@ -1,53 +1,61 @@
-"""Media intake: read an upload within limits, name its type from magic bytes, open it safely.
+"""Media intake: read an upload within limits, digest its bytes as they arrive, name its type.
 
-Everything here treats the upload as hostile. The type comes from the first bytes only (a name
-or a Content-Type header is whatever the uploader wanted it to be), Pillow is only allowed to
-use the one decoder that type implies, the pixel count is checked from the header before any
-pixel is decoded, and every failure leaves as a typed ``MediaError``.
+Everything here treats the upload as hostile. The bytes are read once, at most ``max_bytes``
+of them, and MD5 and SHA-256 (any byte-level hash a list needs) are computed from those bytes
+as they are read, before and independent of any decoding: a PDF manifesto, a ZIP, a truncated
+JPEG or random bytes must still meet the exact-hash lists that name them. The type comes from
+the first bytes only (a name or a Content-Type header is whatever the uploader wanted it to
+be); bytes that are not media we decode are ``MediaKind.OTHER``, which is not an error.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import queue
 import struct
-import time
-import warnings
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from PIL import Image, features
-
-from .._errors import (
-    ConfigError,
-    CorruptMediaError,
-    MediaError,
-    MediaTooLargeError,
-    UnsupportedMediaError,
-)
+from .._errors import ConfigError, MediaTooLargeError, UnsupportedMediaError, UploadReadError
+from ._image import decode_errors, open_image
 from ._limits import Limits
 
 #: What every entry point accepts as an upload.
 MediaSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 
 _CHUNK = 1 << 20
-_HEIF_HINT = "install the optional HEIF/AVIF support: pip install uploadscan[heif]"
+#: Uploads up to this size are digested inline; larger ones on a worker thread, so that a big
+#: photo's digests overlap its decode (hashlib releases the GIL).
+_DIGEST_INLINE_BYTES = 1 << 20
 
 
 class MediaKind(Enum):
-    """How an upload is hashed: as one still image, or frame by frame."""
+    """How an upload is hashed: one still image, frame by frame, or by its bytes only."""
 
     IMAGE = "image"
     VIDEO = "video"
+    OTHER = "other"
+
+
+class ByteDigest(Protocol):
+    """What ``hashlib`` objects offer; any byte-level hash type provides one per upload."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+DigestFactory = Callable[[], ByteDigest]
 
 
 @dataclass(frozen=True, slots=True)
 class MediaInput:
-    """The bytes of one upload with the type sniffed from them.
+    """The bytes of one upload, the type sniffed from them, and the digests of the bytes.
 
     Animated GIF, WebP and PNG have an image ``media_type`` but ``kind`` VIDEO, so their frames
     are hashed like a video's.
@@ -56,46 +64,115 @@ class MediaInput:
     data: bytes
     media_type: str
     kind: MediaKind
+    digests: Mapping[str, str]
 
     @property
     def size(self) -> int:
         return len(self.data)
 
 
+# ----------------------------------------------------------------------------- digests
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _digest_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="uploadscan-digest"
+            )
+        return _executor
+
+
+class DigestFeed:
+    """Digests of an upload's bytes, fed chunk by chunk as they are read.
+
+    The first MiB is digested inline; past that, chunks are queued to one worker task that
+    digests them in order while the reader (and later the decoder) carries on. ``result()``
+    waits for the worker and is safe to call more than once.
+    """
+
+    def __init__(self, factories: Mapping[str, DigestFactory]) -> None:
+        self._hashers = [(name, factory()) for name, factory in factories.items()]
+        self._inline = 0
+        self._queue: queue.SimpleQueue[memoryview | None] | None = None
+        self._future: Future[None] | None = None
+        self._result: dict[str, str] | None = None
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        if not self._hashers or not len(chunk):
+            return
+        view = memoryview(chunk)
+        if self._queue is None and self._inline + len(view) <= _DIGEST_INLINE_BYTES:
+            self._inline += len(view)
+            self._update(view)
+            return
+        if self._queue is None:
+            self._queue = queue.SimpleQueue()
+            self._future = _digest_executor().submit(self._drain, self._queue)
+        self._queue.put(view)
+
+    def _update(self, view: memoryview) -> None:
+        for _, hasher in self._hashers:
+            hasher.update(view)  # type: ignore[arg-type]  # hashlib takes any buffer
+
+    def _drain(self, chunks: queue.SimpleQueue[memoryview | None]) -> None:
+        while (view := chunks.get()) is not None:
+            self._update(view)
+
+    def result(self) -> dict[str, str]:
+        """Name to lowercase hex digest of everything fed."""
+        if self._result is None:
+            if self._queue is not None and self._future is not None:
+                self._queue.put(None)
+                self._future.result()
+            self._result = {name: hasher.hexdigest() for name, hasher in self._hashers}
+        return self._result
+
+
 # ----------------------------------------------------------------------------- reading
 
 
-def read_media(media: MediaSource, limits: Limits) -> MediaInput:
-    """Read an upload (bytes, a path, or a binary file object) and classify it."""
-    data = read_bytes(media, limits.max_bytes)
-    media_type = sniff(data)
-    return MediaInput(data, media_type, _kind_of(data, media_type, limits))
+def read_upload(media: MediaSource, limits: Limits, digests: DigestFeed) -> bytes:
+    """All bytes of an upload (bytes, a path, or a binary file object), fed to ``digests``
+    as they are read, at most ``max_bytes + 1`` of them to detect an oversized upload.
 
-
-def read_bytes(media: MediaSource, max_bytes: int) -> bytes:
-    """All bytes of ``media``, reading at most ``max_bytes + 1`` to detect an oversized upload."""
+    ``UploadReadError`` when a path cannot be read (missing, a directory): that is the
+    caller's problem, not the content's. ``MediaTooLargeError`` past ``max_bytes``.
+    """
+    max_bytes = limits.max_bytes
     if isinstance(media, bytes | bytearray | memoryview):
         data = bytes(media)
+        if len(data) <= max_bytes:
+            digests.feed(data)
     elif isinstance(media, str | os.PathLike):
         try:
             with open(media, "rb") as fh:
-                data = _read_stream(fh, max_bytes)
+                data = _read_stream(fh, max_bytes, digests)
+        except IsADirectoryError:
+            raise UploadReadError(f"{os.fspath(media)!r} is a directory, not a file") from None
         except OSError as exc:
-            raise MediaError(f"cannot read {os.fspath(media)!r}: {exc.strerror or exc}") from exc
+            raise UploadReadError(
+                f"cannot read {os.fspath(media)!r}: {exc.strerror or exc}"
+            ) from exc
     elif isinstance(media, io.TextIOBase):
         raise ConfigError("media is a text-mode file object; open the file in binary mode ('rb')")
     elif hasattr(media, "read"):
-        data = _read_stream(media, max_bytes)
+        data = _read_stream(media, max_bytes, digests)
     else:
         raise ConfigError(
             f"media must be bytes, a path or a binary file object, not {type(media).__name__}"
         )
     if len(data) > max_bytes:
+        digests.result()  # let the worker finish before the bytes are dropped
         raise MediaTooLargeError(f"upload is larger than max_bytes={max_bytes}", limit="max_bytes")
     return data
 
 
-def _read_stream(stream: BinaryIO, max_bytes: int) -> bytes:
+def _read_stream(stream: BinaryIO, max_bytes: int, digests: DigestFeed) -> bytes:
     """Read until EOF or just past ``max_bytes``; works on pipes and other unseekable streams."""
     parts: list[bytes] = []
     total = 0
@@ -107,9 +184,24 @@ def _read_stream(stream: BinaryIO, max_bytes: int) -> bytes:
             raise ConfigError("media is a text-mode file object; open it in binary mode ('rb')")
         if not chunk:
             break
-        parts.append(bytes(chunk))
+        chunk = bytes(chunk)
+        parts.append(chunk)
         total += len(chunk)
-    return b"".join(parts)
+        if total <= max_bytes:
+            digests.feed(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def classify(data: bytes, limits: Limits) -> tuple[str, MediaKind]:
+    """The sniffed media type and how to hash it.
+
+    Raises ``MediaError`` only for media we recognise but cannot use (an unsupported variant,
+    a header that does not parse); bytes that are not media are ``MediaKind.OTHER``.
+    """
+    media_type = sniff(data)
+    if media_type is None:
+        return other_type(data), MediaKind.OTHER
+    return media_type, _kind_of(data, media_type, limits)
 
 
 # ----------------------------------------------------------------------------- sniffing
@@ -129,11 +221,14 @@ _HEIC_BRANDS = frozenset(
 _AVIF_BRANDS = frozenset((b"avif", b"avis"))
 
 
-def sniff(data: bytes) -> str:
-    """MIME type of ``data`` from its magic bytes; ``UnsupportedMediaError`` if unknown."""
+def sniff(data: bytes) -> str | None:
+    """MIME type of ``data`` from its magic bytes when it is media we decode, ``None`` when it
+    is not media at all. ``UnsupportedMediaError`` for media we recognise but cannot hash
+    (a raw camera format, an ISO container of an unknown brand): those still take the scanner's
+    fail mode, since their content might be a listed picture we cannot see."""
     head = data[:64]
     if not head:
-        raise UnsupportedMediaError("upload is empty (0 bytes)")
+        return None
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -152,7 +247,55 @@ def sniff(data: bytes) -> str:
         return "video/webm" if b"webm" in data[:256] else "video/x-matroska"
     if head[4:8] == b"ftyp":
         return _sniff_ftyp(data)
-    raise UnsupportedMediaError("unrecognised file format (magic bytes match no supported type)")
+    for magic, media_type in _UNDECODED_MEDIA:
+        if head.startswith(magic):
+            raise UnsupportedMediaError(
+                f"{media_type} is media we recognise but do not decode; only its exact "
+                "hashes can be matched",
+                media_type=media_type,
+            )
+    if len(data) >= 3 * 188 and all(data[i] == 0x47 for i in (0, 188, 376)):
+        raise UnsupportedMediaError(
+            "video/mp2t (MPEG transport stream) is not a container we decode",
+            media_type="video/mp2t",
+        )
+    return None
+
+
+#: Image and video formats we recognise but do not decode. They are not "not media": a listed
+#: picture may hide in them, so they take the scanner's fail mode rather than the non-media
+#: action, while their exact hashes are still matched.
+_UNDECODED_MEDIA = (
+    (b"\xff\x0a", "image/jxl"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "image/jxl"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "image/jp2"),
+    (b"\xff\x4f\xff\x51", "image/jp2"),
+    (b"8BPS", "image/vnd.adobe.photoshop"),
+    (b"FLV\x01", "video/x-flv"),
+    (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "video/x-ms-asf"),
+    (b"\x00\x00\x01\xba", "video/mpeg"),
+    (b"\x00\x00\x01\xb3", "video/mpeg"),
+    (b"OggS", "video/ogg"),
+)
+
+
+#: Common non-media formats, named in verdicts and reports; anything else is octet-stream.
+_OTHER_MAGIC = (
+    (b"%PDF-", "application/pdf"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"PK\x05\x06", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
+    (b"Rar!\x1a\x07", "application/vnd.rar"),
+)
+
+
+def other_type(data: bytes) -> str:
+    """A MIME type for bytes that are not media we decode (for verdicts and reports only)."""
+    for magic, media_type in _OTHER_MAGIC:
+        if data.startswith(magic):
+            return media_type
+    return "application/octet-stream"
 
 
 def _sniff_ftyp(data: bytes) -> str:
@@ -171,153 +314,6 @@ def _sniff_ftyp(data: bytes) -> str:
     if major == b"crx ":  # Canon raw shares the container; not a format we decode
         raise UnsupportedMediaError("Canon CR3 raw images are not supported")
     raise UnsupportedMediaError(f"unsupported ISO media brand {major.decode('latin-1')!r}")
-
-
-# ----------------------------------------------------------------------------- decoding
-
-_PILLOW_FORMAT = {
-    "image/jpeg": "JPEG",
-    "image/png": "PNG",
-    "image/gif": "GIF",
-    "image/webp": "WEBP",
-    "image/bmp": "BMP",
-    "image/tiff": "TIFF",
-    "image/avif": "AVIF",
-    "image/heic": "HEIF",
-}
-
-#: What Pillow raises on malformed input, besides its own DecompressionBombError.
-_DECODE_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    TypeError,
-    IndexError,
-    KeyError,
-    EOFError,
-    struct.error,
-    zlib.error,
-    Warning,  # only when the caller's warning filters turn warnings into errors
-)
-
-
-@contextmanager
-def decode_errors(media_type: str) -> Iterator[None]:
-    """Turn anything Pillow raises while parsing or decoding into a typed ``MediaError``.
-
-    DecompressionBombWarning is silenced (the pixel limit is enforced by ``open_image`` against
-    ``Limits.max_pixels`` instead). ``catch_warnings`` swaps process-wide state, so under
-    concurrent use another thread may briefly see the warning; never the other way round.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    except MediaError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise MediaTooLargeError(
-            f"{media_type} has too many pixels: {exc}", media_type=media_type, limit="max_pixels"
-        ) from exc
-    except MemoryError as exc:
-        raise MediaTooLargeError(
-            f"out of memory decoding {media_type}", media_type=media_type, limit="max_pixels"
-        ) from exc
-    except _DECODE_ERRORS as exc:
-        raise CorruptMediaError(
-            f"cannot decode {media_type}: {type(exc).__name__}: {exc}", media_type=media_type
-        ) from exc
-
-
-def _ensure_plugin(media_type: str) -> None:
-    """Make the decoder for HEIC/AVIF available, or say which extra provides it."""
-    if media_type == "image/avif" and features.check("avif"):
-        return
-    if media_type not in ("image/heic", "image/avif"):
-        return
-    try:
-        import pillow_heif
-    except ImportError:
-        raise UnsupportedMediaError(
-            f"{media_type} needs a plug-in that is not installed; {_HEIF_HINT}",
-            media_type=media_type,
-            extra="heif",
-        ) from None
-    if media_type == "image/avif":
-        register_avif = getattr(pillow_heif, "register_avif_opener", None)
-        if register_avif is None:
-            raise UnsupportedMediaError(
-                "image/avif: this Pillow has no AVIF codec and pillow-heif no longer decodes "
-                "AVIF; upgrade Pillow (>= 11.2 ships AVIF)",
-                media_type=media_type,
-                extra="heif",
-            )
-        register_avif()
-    else:
-        pillow_heif.register_heif_opener()
-
-
-def pillow_format(media_type: str) -> str:
-    try:
-        return _PILLOW_FORMAT[media_type]
-    except KeyError:
-        raise UnsupportedMediaError(
-            f"{media_type} is not a still-image type", media_type=media_type
-        ) from None
-
-
-def open_image(data: bytes, media_type: str, limits: Limits) -> Image.Image:
-    """Open (not decode) an image with only the decoder its sniffed type allows.
-
-    The pixel count from the header is checked against ``limits.max_pixels`` before anything is
-    decoded, so a few-KB file claiming 50000 x 50000 pixels costs nothing.
-    """
-    fmt = pillow_format(media_type)
-    _ensure_plugin(media_type)
-    formats = ["AVIF", "HEIF"] if fmt in ("AVIF", "HEIF") else [fmt]
-    with decode_errors(media_type):
-        image = Image.open(io.BytesIO(data), formats=formats)
-    check_pixels(image.size, media_type, limits)
-    return image
-
-
-#: Longest side we hash, whatever ``max_pixels`` allows. PDQ's filter is one dense 64 x n
-#: operator per axis, so a 2,000,000 x 5 PNG (10 MP, 39 KB) cost 6 GB and 20 s before this
-#: cap; at 65535 (JPEG's and GIF's own maximum) it is tens of MB.
-MAX_SIDE = 65_535
-
-
-def check_pixels(size: tuple[int, int], media_type: str, limits: Limits) -> None:
-    width, height = size
-    if width <= 0 or height <= 0:
-        raise CorruptMediaError(
-            f"{media_type} declares a {width}x{height} image", media_type=media_type
-        )
-    if max(width, height) > MAX_SIDE:
-        raise MediaTooLargeError(
-            f"{media_type} is {width}x{height}: a side longer than {MAX_SIDE} pixels",
-            media_type=media_type,
-            limit="max_pixels",
-        )
-    if width * height > limits.max_pixels:
-        raise MediaTooLargeError(
-            f"{media_type} is {width}x{height} = {width * height} pixels, "
-            f"over max_pixels={limits.max_pixels}",
-            media_type=media_type,
-            limit="max_pixels",
-        )
-
-
-def check_deadline(started: float, limits: Limits, media_type: str, stage: str) -> None:
-    """Raise if decoding has used more than ``limits.max_decode_seconds`` of wall time."""
-    elapsed = time.monotonic() - started
-    if elapsed > limits.max_decode_seconds:
-        raise MediaTooLargeError(
-            f"{media_type}: {stage} took {elapsed:.1f} s, over "
-            f"max_decode_seconds={limits.max_decode_seconds}",
-            media_type=media_type,
-            limit="max_decode_seconds",
-        )
 
 
 def _kind_of(data: bytes, media_type: str, limits: Limits) -> MediaKind:

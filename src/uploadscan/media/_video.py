@@ -16,8 +16,8 @@ keyframe. So we plan before decoding:
 4. GOPs are independent, so long videos are split into contiguous chunks decoded in parallel,
    each by its own demuxer (one seek per chunk).
 
-Frames are hashed from the luma plane (see ``_frames``), near-duplicates and quality < 50 frames
-are dropped, and letterboxed frames are also hashed with the bars trimmed.
+The decoder does not hash: every sampled frame goes, as a ``Frame``, to the ``FrameSink`` of
+each hash type a list needs (PDQ frames today), so one decode pass feeds them all.
 
 Animated GIF, WebP and PNG go through Pillow, which composites frames the way browsers show them;
 the frame shown at each ``interval`` tick is hashed.
@@ -36,7 +36,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,10 +47,9 @@ import av
 import av.error
 
 from .._errors import CorruptMediaError, MediaError, MediaTooLargeError, UnsupportedMediaError
-from ..hashing._result import FrameHash
-from ._animation import hash_animation
-from ._frames import FrameCollector, VideoHashes, frame_luma
-from ._intake import check_deadline
+from ._animation import decode_animation
+from ._frames import AvFrame, FrameSink, VideoInfo
+from ._image import check_deadline
 from ._limits import Limits
 
 #: Demuxer allowed for each sniffed container type. Naming it stops FFmpeg from probing the
@@ -74,29 +73,30 @@ _MAX_WORKERS = 4
 _MAX_PACKET_ERRORS = 16
 
 
-def hash_video(
+def decode_video(
     data: bytes,
     media_type: str,
     limits: Limits,
+    sinks: Sequence[FrameSink],
     *,
     interval: float = 1.0,
-    dihedral: bool = False,
-    trim_borders: bool = True,
-) -> VideoHashes:
-    """PDQ hashes of a video or animated image, about one per ``interval`` seconds or better."""
+    started: float | None = None,
+) -> VideoInfo:
+    """Decode a video or animated image once, handing every keyframe and frames about
+    ``interval`` seconds apart (or better) to each of ``sinks``."""
     if not interval > 0:
         raise ValueError(f"interval must be positive, got {interval!r}")
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     if media_type in _ANIMATED:
-        return hash_animation(data, media_type, limits, interval, dihedral, trim_borders, started)
+        return decode_animation(data, media_type, limits, sinks, interval, started)
     demuxer = _DEMUXERS.get(media_type)
     if demuxer is None:
         raise UnsupportedMediaError(
             f"{media_type} is not a video format we decode", media_type=media_type
         )
-    job = _Job(data, media_type, demuxer, limits, started, dihedral, trim_borders)
+    job = _Job(data, media_type, demuxer, limits, started)
     with _av_errors(media_type):
-        return _hash_av(job, interval)
+        return _decode_av(job, sinks, interval)
 
 
 # ----------------------------------------------------------------------------- PyAV videos
@@ -109,8 +109,6 @@ class _Job:
     demuxer: str
     limits: Limits
     started: float
-    dihedral: bool
-    trim: bool
 
     def check_time(self) -> None:
         check_deadline(self.started, self.limits, self.media_type, "video decoding")
@@ -168,10 +166,34 @@ class _Plan:
 
 @dataclass
 class _Chunk:
-    """Result of decoding a run of GOPs."""
+    """Result of decoding a run of GOPs: its own sinks (forked), frames decoded and handed."""
 
-    collector: FrameCollector
+    sinks: list[FrameSink]
     decoded: int = 0
+    delivered: int = 0
+
+    @classmethod
+    def forked(cls, sinks: Sequence[FrameSink]) -> _Chunk:
+        return cls([sink.fork() for sink in sinks])
+
+    def deliver(self, job: _Job, timestamp: float, frame: Any, *, sampled: bool = True) -> None:
+        """Hand ``frame`` to the sinks: a sampled frame (keyframe, or the first at a sample
+        time) to all of them, any other frame only to the sinks that take every frame.
+
+        ``max_frames`` bounds the sampled frames, whose hashes are kept; every-frame sinks
+        keep running sums, bounded by the duration and decode-time limits."""
+        _check_frame(job, frame.width, frame.height, self.delivered if sampled else 0)
+        if sampled:
+            self.delivered += 1
+        wrapped = AvFrame(frame)
+        for sink in self.sinks:
+            if sampled or sink.every_frame:
+                sink.add(timestamp, wrapped)
+
+    def merge_into(self, sinks: Sequence[FrameSink]) -> None:
+        for target, mine in zip(sinks, self.sinks, strict=True):
+            if target is not mine:
+                target.merge(mine)
 
 
 def _packet_ts(packet: Any) -> int | None:
@@ -179,18 +201,23 @@ def _packet_ts(packet: Any) -> int | None:
     return int(ts) if ts is not None else None
 
 
-def _hash_av(job: _Job, interval: float) -> VideoHashes:
+def _decode_av(job: _Job, sinks: Sequence[FrameSink], interval: float) -> VideoInfo:
     container = job.open()
     try:
         plan = _make_plan(job, container, interval)
     finally:
         container.close()
     if plan is None:  # no usable keyframe timestamps: decode everything, sample by time
-        chunk = _decode_all(job, interval)
+        chunk = _decode_all(job, sinks, interval, None)
         duration = None
         width = height = None
+    elif any(sink.every_frame for sink in sinks):
+        # Some hash needs every frame (a vPDQ list of every frame, TMK): one sequential pass
+        # that also hands the sampled frames to the other sinks.
+        chunk = _decode_all(job, sinks, interval, plan)
+        duration, width, height = plan.duration, plan.width, plan.height
     else:
-        chunk = _decode_planned(job, plan)
+        chunk = _decode_planned(job, plan, sinks)
         duration, width, height = plan.duration, plan.width, plan.height
     if chunk.decoded == 0:
         # Every packet failed to decode (or there were none): an empty frame list would pass
@@ -198,34 +225,8 @@ def _hash_av(job: _Job, interval: float) -> VideoHashes:
         raise CorruptMediaError(
             f"{job.media_type}: no frame could be decoded", media_type=job.media_type
         )
-    frames, variants = _in_time_order(chunk.collector)
-    return VideoHashes(
-        frames=frames,
-        duration=duration,
-        width=width,
-        height=height,
-        frames_decoded=chunk.decoded,
-        variants=variants,
-    )
-
-
-def _in_time_order(
-    collector: FrameCollector,
-) -> tuple[tuple[FrameHash, ...], tuple[tuple[str, ...], ...]]:
-    """The collected frames (and their variants) sorted by time.
-
-    Frames come out in time order from any well-formed file, but damaged timestamps (a
-    keyframe whose pts jumps back) can hash a frame at an earlier time after a later one; the
-    match rule needs the upload's frames sorted.
-    """
-    frames, variants = collector.frames, collector.variants
-    if all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(frames)):
-        return tuple(frames), tuple(variants)
-    order = sorted(range(len(frames)), key=lambda i: frames[i].timestamp)
-    return (
-        tuple(frames[i] for i in order),
-        tuple(variants[i] for i in order) if variants else (),
-    )
+    chunk.merge_into(sinks)
+    return VideoInfo(duration, width, height, chunk.decoded)
 
 
 def _check_stream(job: _Job, container: Any) -> tuple[Any, int, int]:
@@ -334,42 +335,49 @@ def _workers() -> ThreadPoolExecutor:
         return _executor
 
 
-def _decode_planned(job: _Job, plan: _Plan) -> _Chunk:
+def _decode_planned(job: _Job, plan: _Plan, sinks: Sequence[FrameSink]) -> _Chunk:
     total = sum(g.cost for g in plan.gops)
     parts = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
     if total < _PARALLEL_MIN_PACKETS or parts == 1 or len(plan.gops) == 1:
-        return _decode_range(job, plan, 0, len(plan.gops))
+        return _decode_range(job, plan, sinks, 0, len(plan.gops))
     ranges = _split(plan.gops, parts)
     futures: list[Future[_Chunk]] = [
-        _workers().submit(_decode_range, job, plan, a, b) for a, b in ranges[1:]
+        _workers().submit(_decode_range, job, plan, sinks, a, b) for a, b in ranges[1:]
     ]
     try:
-        result = _decode_range(job, plan, *ranges[0])
+        result = _decode_range(job, plan, sinks, *ranges[0])
         for future in futures:
             chunk = future.result()
-            result.collector.merge(chunk.collector)
+            for mine, later in zip(result.sinks, chunk.sinks, strict=True):
+                mine.merge(later)
             result.decoded += chunk.decoded
+            result.delivered += chunk.delivered
     finally:
         for future in futures:
             future.cancel()
     return result
 
 
-def _decode_range(job: _Job, plan: _Plan, first: int, stop: int) -> _Chunk:
+def _decode_range(
+    job: _Job, plan: _Plan, sinks: Sequence[FrameSink], first: int, stop: int
+) -> _Chunk:
     """Decode GOPs ``first`` .. ``stop - 1`` with a demuxer of its own.
 
     The chunk seeks to its first keyframe; if the demuxer cannot seek there (some AVI and
     Matroska files without an index land past it), the chunk demuxes from the start instead.
     """
-    chunk = _seek_and_decode(job, plan, first, stop, seek=first > 0)
+    chunk = _seek_and_decode(job, plan, sinks, first, stop, seek=first > 0)
     if chunk is None:
-        chunk = _seek_and_decode(job, plan, first, stop, seek=False)
-    assert chunk is not None
+        chunk = _seek_and_decode(job, plan, sinks, first, stop, seek=False)
+    if chunk is None:  # cannot happen: a chunk decoded from the start never overshoots
+        raise CorruptMediaError(f"{job.media_type}: cannot seek", media_type=job.media_type)
     return chunk
 
 
-def _seek_and_decode(job: _Job, plan: _Plan, first: int, stop: int, *, seek: bool) -> _Chunk | None:
-    chunk = _Chunk(FrameCollector(dihedral=job.dihedral, trim=job.trim))
+def _seek_and_decode(
+    job: _Job, plan: _Plan, sinks: Sequence[FrameSink], first: int, stop: int, *, seek: bool
+) -> _Chunk | None:
+    chunk = _Chunk.forked(sinks)
     key_index = {g.key_ts: i for i, g in reversed(list(enumerate(plan.gops)))}
     container = job.open()
     try:
@@ -460,35 +468,47 @@ class _GopDecoder:
             self._hash(frame, t)
 
     def _hash(self, frame: Any, t: float) -> None:
-        _check_frame(self.job, frame.width, frame.height, len(self.chunk.collector.frames))
-        self.chunk.collector.add(round(t, 6), frame_luma(frame))
+        self.chunk.deliver(self.job, round(t, 6), frame)
 
 
-def _check_frame(job: _Job, width: int, height: int, kept: int) -> None:
+def _check_frame(job: _Job, width: int, height: int, delivered: int) -> None:
     if width * height > job.limits.max_pixels:
         raise job.too_large(
             f"a {width}x{height} frame is over max_pixels={job.limits.max_pixels}", "max_pixels"
         )
-    if kept >= job.limits.max_frames:
+    if delivered >= job.limits.max_frames:
         raise job.too_large(f"more than max_frames={job.limits.max_frames} frames", "max_frames")
 
 
-def _decode_all(job: _Job, interval: float) -> _Chunk:
-    """Fallback without a keyframe index: decode every frame, hash keyframes and one per tick."""
-    chunk = _Chunk(FrameCollector(dihedral=job.dihedral, trim=job.trim))
+def _decode_all(
+    job: _Job, sinks: Sequence[FrameSink], interval: float, plan: _Plan | None
+) -> _Chunk:
+    """Decode every frame in order (the codec's own threads help here); sampled sinks get
+    keyframes and one frame per tick, every-frame sinks all of them.
+
+    With a ``plan``, times count from the stream's first timestamp as the planned path's do,
+    so a video's sampled frames carry the same times whichever path hashed them.
+    """
+    chunk = _Chunk(list(sinks))
     container = job.open()
     try:
         stream, _, _ = _check_stream(job, container)
+        stream.codec_context.thread_type = "AUTO"
         next_tick = 0.0
         rate = float(stream.average_rate or 25)
         for frame in container.decode(stream):
             chunk.decoded += 1
             if chunk.decoded % 16 == 0:
                 job.check_time()
-            t = float(frame.time) if frame.time is not None else (chunk.decoded - 1) / rate
-            if frame.key_frame or t >= next_tick - _TIME_TOLERANCE:
-                _check_frame(job, frame.width, frame.height, len(chunk.collector.frames))
-                chunk.collector.add(round(t, 6), frame_luma(frame))
+            if plan is not None and frame.pts is not None:
+                t = (int(frame.pts) - plan.origin) * plan.time_base
+            elif frame.time is not None:
+                t = float(frame.time)
+            else:
+                t = (chunk.decoded - 1) / rate
+            sampled = bool(frame.key_frame) or t >= next_tick - _TIME_TOLERANCE
+            chunk.deliver(job, round(t, 6), frame, sampled=sampled)
+            if sampled:
                 next_tick = t + interval
             _check_duration(job, t, "runs for")
     finally:

@@ -15,7 +15,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from .._errors import UploadScanError
+from .._errors import RequestError
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -24,23 +24,6 @@ __all__ = ["RequestError", "read_body", "read_json", "read_upload"]
 
 #: The multipart field that carries the upload (``curl -F file=@photo.jpg``).
 FILE_FIELD = "file"
-
-
-class RequestError(UploadScanError):
-    """The HTTP request cannot be served as sent; becomes a JSON error with ``status``.
-
-    ``code`` is a stable machine-readable name (``body_too_large``, ``empty_body``, ...);
-    ``headers`` are extra response headers such as ``Retry-After``.
-    """
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
 
 
 def _too_large(limit: int) -> RequestError:

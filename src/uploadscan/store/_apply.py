@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .. import hashtypes
 from .._errors import InvalidHashError, ListNotFoundError, StoreError
+from ..hashing._registry import registry
 from ._lists import BatchResult, EntryUpsert
 
 __all__ = ["WriteTxn", "apply_batch", "commit_batch", "validated_deletes"]
@@ -291,7 +291,7 @@ def validated_deletes(
                 f"list {list_name!r}, delete {pos}: expected (hash_type, value), got {item!r}"
             )
         hash_type, value = item
-        ht = hashtypes.get(hash_type)
+        ht = registry.get(hash_type)
         try:
             raw = bytes.fromhex(ht.validate(value))
         except InvalidHashError as exc:
@@ -301,7 +301,7 @@ def validated_deletes(
 
 def _validated_value(list_name: str, pos: int, hash_type: str, value: str) -> bytes:
     try:
-        ht = hashtypes.get(hash_type)
+        ht = registry.get(hash_type)
         canonical = ht.validate(value)
         ht.check_listable(canonical)
     except InvalidHashError as exc:

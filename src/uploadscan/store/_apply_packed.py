@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .. import hashtypes
+from ..hashing._registry import registry
 from ._apply import commit_batch, validated_deletes
 from ._lists import BatchResult
 from ._packed import PackedGroup, PackedUpserts, dedupe_sorted, member, row_order
@@ -63,7 +63,7 @@ def apply_packed(
     def apply_type(
         conn: sqlite3.Connection, list_id: int, hash_type: str, version: int, replace: bool
     ) -> tuple[int, int, int]:
-        nbytes = hashtypes.get(hash_type).bits // 8
+        nbytes = registry.get(hash_type).bits // 8
         group = groups.get(hash_type) or PackedGroup(
             np.empty((0, nbytes), np.uint8), np.empty(0, np.int32), []
         )

@@ -3,6 +3,11 @@
 Only hashes, outcomes and list versions are recorded, never the upload itself. Functions take
 a connection in autocommit mode so the store can run them on its per-thread connection; each
 write is a single statement, hence atomic on its own.
+
+A record says where the decision came from (``DecisionOrigin``): an upload scanned, a hash
+lookup (the sidecar's ``/v1/lookup``), or a batch job. Only uploads are flagged uploads in a
+transparency report; lookups are counted apart. A review decision records what it did to the
+lists (``ReviewEffect``), so changing the decision later can undo exactly that.
 """
 
 from __future__ import annotations
@@ -10,71 +15,152 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
+from .._action import Action
 from .._errors import ConfigError
 
-REVIEW_STATUSES = ("pending", "confirmed", "overturned")
-_ACTIONS = ("allow", "review", "block")
-_KEYS = frozenset(
-    {
-        "verdict_id",
-        "time",
-        "sha256",
-        "action",
-        "matches",
-        "list_versions",
-        "errors",
-        "review_status",
-        "review_note",
-    }
-)
+
+class ReviewStatus(Enum):
+    """Where a REVIEW verdict stands in the moderators' queue."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    OVERTURNED = "overturned"
+
+
+class DecisionOrigin(Enum):
+    """What produced a decision: an upload, a lookup of precomputed hashes, or a batch job."""
+
+    UPLOAD = "upload"
+    LOOKUP = "lookup"
+    RETRO = "retro"
+    BACKFILL = "backfill"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewEffect:
+    """Entries a review decision put on a list (an allowlist, or the platform's own list)."""
+
+    list_name: str
+    entries: tuple[tuple[str, str], ...]  # (hash type, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"list": self.list_name, "entries": [list(e) for e in self.entries]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReviewEffect:
+        return cls(str(data["list"]), tuple((str(t), str(v)) for t, v in data.get("entries") or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One row of the decision log.
+
+    ``matches`` and ``errors`` are the verdict's JSON forms (``Match.to_dict()``); ``hashes``
+    the upload's own hash values by type (what an allowlist needs after an overturn).
+    """
+
+    verdict_id: str
+    action: Action
+    time: float
+    sha256: str | None = None
+    matches: tuple[Mapping[str, Any], ...] = ()
+    list_versions: Mapping[str, int] = field(default_factory=dict)
+    errors: tuple[Mapping[str, str], ...] = ()
+    hashes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    origin: DecisionOrigin = DecisionOrigin.UPLOAD
+    review_status: ReviewStatus | None = None
+    review_note: str | None = None
+    reviewed_at: float | None = None
+    review_effects: tuple[ReviewEffect, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.verdict_id, str) or not self.verdict_id:
+            raise ConfigError(f"decision needs a non-empty verdict_id, got {self.verdict_id!r}")
+        if not isinstance(self.action, Action):
+            raise ConfigError(f"decision action must be an Action, got {self.action!r}")
+        if self.review_status is not None and not isinstance(self.review_status, ReviewStatus):
+            raise ConfigError(f"review_status must be a ReviewStatus, got {self.review_status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (enums as their values, times as unix seconds)."""
+        return {
+            "verdict_id": self.verdict_id,
+            "time": self.time,
+            "sha256": self.sha256,
+            "action": self.action.value,
+            "origin": self.origin.value,
+            "matches": [dict(m) for m in self.matches],
+            "list_versions": dict(self.list_versions),
+            "errors": [dict(e) for e in self.errors],
+            "hashes": {k: list(v) for k, v in self.hashes.items()},
+            "review_status": None if self.review_status is None else self.review_status.value,
+            "review_note": self.review_note,
+            "reviewed_at": self.reviewed_at,
+        }
+
+
 _COLUMNS = (
     "verdict_id, time, sha256, action, matches, list_versions, errors, review_status, "
-    "review_note, reviewed_at"
+    "review_note, reviewed_at, origin, hashes, review_effects"
 )
 
 
-def record_decision(conn: sqlite3.Connection, record: Mapping[str, Any]) -> None:
-    """Insert one decision. Required keys: ``verdict_id`` (str) and ``action``
-    (allow/review/block); optional: ``time`` (default now), ``sha256``, ``matches`` (list),
-    ``list_versions`` (dict), ``errors`` (list), ``review_status``, ``review_note``.
-    Unknown keys are refused so nothing unplanned (such as content) ends up in the log."""
-    unknown = sorted(set(record) - _KEYS)
-    if unknown:
-        raise ConfigError(f"unknown decision field(s): {', '.join(unknown)}")
-    verdict_id = record.get("verdict_id")
-    if not isinstance(verdict_id, str) or not verdict_id:
-        raise ConfigError(f"decision needs a non-empty verdict_id, got {verdict_id!r}")
-    action = record.get("action")
-    if action not in _ACTIONS:
-        raise ConfigError(f"decision action must be one of {_ACTIONS}, got {action!r}")
-    status = record.get("review_status")
-    if status is not None and status not in REVIEW_STATUSES:
-        raise ConfigError(f"review_status must be one of {REVIEW_STATUSES}, got {status!r}")
-    when = record.get("time")
-    if when is None:
-        when = time.time()
+def _json(value: object, verdict_id: str) -> str:
     try:
-        row = (
-            verdict_id,
-            float(when),
-            record.get("sha256"),
-            action,
-            json.dumps(record.get("matches") or [], sort_keys=True),
-            json.dumps(record.get("list_versions") or {}, sort_keys=True),
-            json.dumps(record.get("errors") or [], sort_keys=True),
-            status,
-            record.get("review_note"),
-            None,
-        )
+        return json.dumps(value, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"decision {verdict_id!r} is not JSON-safe: {exc}") from None
+
+
+def record_decision(conn: sqlite3.Connection, record: DecisionRecord) -> None:
+    """Insert one decision; ``ConfigError`` if its verdict id is already recorded."""
+    if not isinstance(record, DecisionRecord):
+        raise ConfigError(f"a decision must be a DecisionRecord, got {type(record).__name__}")
+    row = (
+        record.verdict_id,
+        float(record.time),
+        record.sha256,
+        record.action.value,
+        _json([dict(m) for m in record.matches], record.verdict_id),
+        _json(dict(record.list_versions), record.verdict_id),
+        _json([dict(e) for e in record.errors], record.verdict_id),
+        None if record.review_status is None else record.review_status.value,
+        record.review_note,
+        record.reviewed_at,
+        record.origin.value,
+        _json({k: list(v) for k, v in record.hashes.items()}, record.verdict_id),
+        _json([e.to_dict() for e in record.review_effects], record.verdict_id),
+    )
     try:
-        conn.execute(f"INSERT INTO decisions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+        conn.execute(f"INSERT INTO decisions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
     except sqlite3.IntegrityError:
-        raise ConfigError(f"a decision with verdict_id {verdict_id!r} already exists") from None
+        raise ConfigError(
+            f"a decision with verdict_id {record.verdict_id!r} already exists"
+        ) from None
+
+
+def _from_row(row: Sequence[Any]) -> DecisionRecord:
+    hashes = json.loads(row[11] or "{}")
+    return DecisionRecord(
+        verdict_id=row[0],
+        time=row[1],
+        sha256=row[2],
+        action=Action(row[3]),
+        matches=tuple(json.loads(row[4])),
+        list_versions=json.loads(row[5]),
+        errors=tuple(json.loads(row[6])),
+        review_status=None if row[7] is None else ReviewStatus(row[7]),
+        review_note=row[8],
+        reviewed_at=row[9],
+        origin=DecisionOrigin(row[10]),
+        hashes={k: tuple(v) for k, v in hashes.items()},
+        review_effects=tuple(ReviewEffect.from_dict(e) for e in json.loads(row[12] or "[]")),
+    )
 
 
 def decisions(
@@ -82,11 +168,12 @@ def decisions(
     *,
     since: float | None = None,
     until: float | None = None,
-    action: str | None = None,
-    review_status: str | None = None,
+    action: Action | None = None,
+    review_status: ReviewStatus | None = None,
+    origin: DecisionOrigin | None = None,
     limit: int | None = None,
     verdict_id: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[DecisionRecord]:
     """Decisions with ``since <= time < until``, oldest first."""
     where, args = ["1"], []  # type: list[str], list[Any]
     if verdict_id is not None:
@@ -100,40 +187,40 @@ def decisions(
         args.append(float(until))
     if action is not None:
         where.append("action = ?")
-        args.append(action)
+        args.append(Action.parse(action).value)
     if review_status is not None:
         where.append("review_status = ?")
-        args.append(review_status)
+        args.append(ReviewStatus(review_status).value)
+    if origin is not None:
+        where.append("origin = ?")
+        args.append(DecisionOrigin(origin).value)
     sql = f"SELECT {_COLUMNS} FROM decisions WHERE {' AND '.join(where)} ORDER BY time, id"
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
-    out = []
-    for row in conn.execute(sql, args):
-        out.append(
-            {
-                "verdict_id": row[0],
-                "time": row[1],
-                "sha256": row[2],
-                "action": row[3],
-                "matches": json.loads(row[4]),
-                "list_versions": json.loads(row[5]),
-                "errors": json.loads(row[6]),
-                "review_status": row[7],
-                "review_note": row[8],
-                "reviewed_at": row[9],
-            }
-        )
-    return out
+    return [_from_row(row) for row in conn.execute(sql, args)]
 
 
-def set_review(conn: sqlite3.Connection, verdict_id: str, status: str, note: str | None) -> None:
-    if status not in REVIEW_STATUSES:
-        raise ConfigError(f"review status must be one of {REVIEW_STATUSES}, got {status!r}")
+def set_review(
+    conn: sqlite3.Connection,
+    verdict_id: str,
+    status: ReviewStatus,
+    note: str | None,
+    effects: Sequence[ReviewEffect] = (),
+) -> None:
+    """Record a moderator's decision and what it did to the lists (replacing an earlier one)."""
+    if not isinstance(status, ReviewStatus):
+        raise ConfigError(f"review status must be a ReviewStatus, got {status!r}")
     cur = conn.execute(
-        "UPDATE decisions SET review_status = ?, review_note = ?, reviewed_at = ? "
-        "WHERE verdict_id = ?",
-        (status, note, time.time(), verdict_id),
+        "UPDATE decisions SET review_status = ?, review_note = ?, reviewed_at = ?, "
+        "review_effects = ? WHERE verdict_id = ?",
+        (
+            status.value,
+            note,
+            time.time(),
+            _json([e.to_dict() for e in effects], verdict_id),
+            verdict_id,
+        ),
     )
     if cur.rowcount == 0:
         raise ConfigError(f"no decision with verdict_id {verdict_id!r}")
@@ -142,3 +229,17 @@ def set_review(conn: sqlite3.Connection, verdict_id: str, status: str, note: str
 def purge_decisions(conn: sqlite3.Connection, older_than: float) -> int:
     """Delete decisions with ``time < older_than``; returns how many went."""
     return conn.execute("DELETE FROM decisions WHERE time < ?", (float(older_than),)).rowcount
+
+
+def effect_keys(conn: sqlite3.Connection, list_name: str, *, exclude: str) -> set[tuple[str, str]]:
+    """(hash type, value) pairs that review decisions (other than ``exclude``) put on a list."""
+    out: set[tuple[str, str]] = set()
+    rows = conn.execute(
+        "SELECT review_effects FROM decisions WHERE verdict_id != ? AND review_effects != '[]'",
+        (exclude,),
+    )
+    for (text,) in rows:
+        for effect in json.loads(text):
+            if effect.get("list") == list_name:
+                out.update((str(t), str(v)) for t, v in effect.get("entries") or ())
+    return out

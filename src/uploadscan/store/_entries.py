@@ -17,25 +17,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .. import hashtypes
-from .._errors import StoreError
+from .._errors import DeltaUnavailableError, StoreError
+from ..hashing._registry import registry
 from ._lists import Entry
 
-__all__ = ["DeltaUnavailableError", "by_id", "changes", "of_list", "snapshot", "video_frames"]
+__all__ = ["by_id", "changes", "of_list", "snapshot", "video_frames"]
 
 _ENTRY_COLUMNS = "e.id, l.name, e.hash_type, e.value, e.labels, e.external_id, e.added, e.extra"
 _PAGE = 1000
 
 
-class DeltaUnavailableError(StoreError):
-    """``changes()`` was asked for a range whose tombstones ``compact()`` already purged;
-    the caller must take a fresh ``snapshot()`` instead."""
-
-
 def snapshot(
     conn: sqlite3.Connection, path: Path, hash_type: str, version: int | None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    nbytes = hashtypes.get(hash_type).bits // 8
+    nbytes = registry.get(hash_type).bits // 8
     conn.execute("BEGIN")
     try:
         if version is None:
@@ -56,7 +51,7 @@ def snapshot(
 def changes(
     conn: sqlite3.Connection, path: Path, hash_type: str, since: int, upto: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    nbytes = hashtypes.get(hash_type).bits // 8
+    nbytes = registry.get(hash_type).bits // 8
     conn.execute("BEGIN")
     try:
         _check_retained(conn, path, since)
@@ -175,9 +170,26 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         id=entry_id,
         list_name=list_name,
         hash_type=hash_type,
-        value=hashtypes.get(hash_type).from_bytes(value),
+        value=registry.get(hash_type).from_bytes(value),
         labels=tuple(json.loads(labels)),
         external_id=external_id,
         added=added,
         extra=None if extra is None else json.loads(extra),
     )
+
+
+def live_keys(
+    conn: sqlite3.Connection, list_id: int, keys: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (hash type, canonical value) pairs are live entries of the list."""
+    out = set()
+    for hash_type, value in keys:
+        code = registry.get(hash_type).to_bytes(value)
+        row = conn.execute(
+            "SELECT 1 FROM entries WHERE list_id = ? AND hash_type = ? AND value = ? "
+            "AND removed_version IS NULL",
+            (list_id, hash_type, code),
+        ).fetchone()
+        if row is not None:
+            out.add((hash_type, value))
+    return out

@@ -13,18 +13,29 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 
+if TYPE_CHECKING:
+    from ..hashing._protocol import HashType
+
 __all__ = [
+    "DEFAULT_NETWORK_MAX_AGE",
     "BatchResult",
     "Entry",
     "EntryUpsert",
     "HashList",
     "ListKind",
     "ListSettings",
+    "SourceKind",
+    "SyncState",
 ]
+
+#: A list synced over the network (a feed, TCAP, ThreatExchange) counts as stale when its last
+#: successful sync is older than this, unless its ``max_age_seconds`` says otherwise: a feed
+#: that froze or expired must not keep serving old entries without a word.
+DEFAULT_NETWORK_MAX_AGE = 2 * 24 * 3600.0
 
 
 class ListKind(Enum):
@@ -34,6 +45,53 @@ class ListKind(Enum):
     BLOCK = "block"
     REVIEW = "review"
     ALLOW = "allow"
+
+    @classmethod
+    def parse(cls, value: str | ListKind) -> ListKind:
+        if isinstance(value, ListKind):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise ConfigError(f"list kind must be block, review or allow, got {value!r}") from None
+
+
+class SourceKind(Enum):
+    """Where a list's entries come from, which decides whether it can go stale.
+
+    ``NONE``: no source, entries written by uploadscan itself (an allow list of overturned
+    reviews). ``LOCAL``: a list built from the platform's own media (``local:``), never
+    synced. ``FILE``: a list file on disk. ``NETWORK``: a feed, TCAP or ThreatExchange.
+    """
+
+    NONE = "none"
+    LOCAL = "local"
+    FILE = "file"
+    NETWORK = "network"
+
+    @classmethod
+    def of(cls, source: str | None) -> SourceKind:
+        if not source:
+            return cls.NONE
+        scheme = source.split(":", 1)[0].lower() if ":" in source else ""
+        if scheme == "local":
+            return cls.LOCAL
+        if scheme in ("http", "https", "tcap", "threatexchange"):
+            return cls.NETWORK
+        return cls.FILE
+
+    @property
+    def synced(self) -> bool:
+        """Whether entries arrive by sync (and a list of this kind can be out of date)."""
+        return self in (SourceKind.FILE, SourceKind.NETWORK)
+
+
+class SyncState(Enum):
+    """Whether a list's entries can be trusted to be current."""
+
+    CURRENT = "current"
+    NEVER_SYNCED = "never_synced"
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -48,9 +106,14 @@ class ListSettings:
     - ``min_quality``: uploads whose PDQ quality is below this are not matched (PDQ of a
       near-flat image is noise).
     - ``labels``: only entries carrying at least one of these labels act; empty means all.
-    - ``max_age_seconds``: the list counts as stale when its last successful sync is older.
+    - ``max_age_seconds``: the list counts as stale when its last successful sync is older;
+      ``None`` takes the source's default (``DEFAULT_NETWORK_MAX_AGE`` for network sources,
+      never for list files).
     - ``video_coverage``: fraction of a listed video's time its matched frames must cover.
     - ``video_upload_fraction``: fraction of the upload's frames that must match.
+    - ``warn_only``: a never-synced or stale list is named in every verdict's reasons but
+      does not force the scanner's fail mode.
+    - ``hash_settings``: settings that hash-type plug-ins declare (their thresholds), by name.
     """
 
     pdq_threshold: int = 31
@@ -60,6 +123,8 @@ class ListSettings:
     max_age_seconds: float | None = None
     video_coverage: float = 0.8
     video_upload_fraction: float = 0.0
+    warn_only: bool = False
+    hash_settings: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_int("pdq_threshold", self.pdq_threshold, 0, 256)
@@ -78,11 +143,35 @@ class ListSettings:
                 raise ConfigError(f"max_age_seconds must be > 0, got {self.max_age_seconds!r}")
         _check_float("video_coverage", self.video_coverage, 0.0, 1.0)
         _check_float("video_upload_fraction", self.video_upload_fraction, 0.0, 1.0)
+        if not isinstance(self.warn_only, bool):
+            raise ConfigError(f"warn_only must be true or false, got {self.warn_only!r}")
+        object.__setattr__(self, "hash_settings", _check_hash_settings(self.hash_settings))
+
+    def get(self, setting: str) -> float | None:
+        """The value of a hash type's setting (``pdq_threshold``, a plug-in's threshold...),
+        or ``None`` when the list leaves it at the type's default."""
+        if setting in _OWN_FIELDS:
+            value = getattr(self, setting)
+            return None if value is None else float(value)
+        return self.hash_settings.get(setting)
+
+    def threshold(self, hash_type: HashType) -> float:
+        """The largest distance (smallest score) that counts as a match for ``hash_type``."""
+        setting = hash_type.threshold_setting
+        value = self.get(setting) if setting is not None else None
+        return float(hash_type.default_threshold) if value is None else value
+
+    def max_age(self, source: SourceKind) -> float | None:
+        """Seconds after the last sync at which the list is stale (``None``: never)."""
+        if self.max_age_seconds is not None:
+            return self.max_age_seconds
+        return DEFAULT_NETWORK_MAX_AGE if source is SourceKind.NETWORK else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (``labels`` as a list)."""
+        """JSON-safe form (``labels`` as a list; plug-in settings as top-level keys)."""
         data = asdict(self)
         data["labels"] = list(self.labels)
+        data.update(data.pop("hash_settings"))
         return data
 
     @classmethod
@@ -90,17 +179,23 @@ class ListSettings:
         """Parse settings, rejecting unknown keys and bad values with ``ConfigError``."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"list settings must be a mapping, got {type(data).__name__}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
+        known = _OWN_FIELDS - {"hash_settings"}
+        declared = _declared_settings()
+        unknown = sorted(set(data) - known - set(declared))
         if unknown:
             raise ConfigError(
                 f"unknown list setting(s) {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(sorted(known))}"
+                f"known: {', '.join(sorted(known | set(declared)))}"
             )
-        kwargs = dict(data)
+        kwargs = {k: v for k, v in data.items() if k in known}
         if "labels" in kwargs and isinstance(kwargs["labels"], list):
             kwargs["labels"] = tuple(kwargs["labels"])
-        return cls(**kwargs)
+        plugin = {k: v for k, v in data.items() if k in declared and k not in known}
+        return cls(**kwargs, hash_settings=plugin)
+
+    def updated(self, changes: Mapping[str, Any]) -> ListSettings:
+        """A copy with ``changes`` applied (validated as ``from_dict`` does)."""
+        return ListSettings.from_dict({**self.to_dict(), **changes})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -112,6 +207,32 @@ class ListSettings:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"list settings are not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def _declared_settings() -> dict[str, HashType]:
+    """Setting name to the registered hash type that declares it (thresholds, bands)."""
+    from ..hashing._registry import registry
+
+    out: dict[str, HashType] = {}
+    for hash_type in registry:
+        for setting in (hash_type.threshold_setting, hash_type.review_band_setting):
+            if setting is not None:
+                out[setting] = hash_type
+    return out
+
+
+def _check_hash_settings(values: Mapping[str, Any]) -> dict[str, float]:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"hash_settings must be a mapping, got {values!r}")
+    declared = _declared_settings()
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        hash_type = declared.get(name)
+        if hash_type is None or name in _OWN_FIELDS:
+            raise ConfigError(f"no registered hash type declares the list setting {name!r}")
+        if value is not None:
+            out[name] = hash_type.check_threshold(name, value)
+    return out
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:
@@ -148,6 +269,23 @@ class HashList:
     entry_count: int
     counts_by_type: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def source_kind(self) -> SourceKind:
+        return SourceKind.of(self.source)
+
+    def sync_state(self, now: float) -> SyncState:
+        """Whether the entries are current: a list with a source that never completed a
+        sync, or whose last sync is older than its maximum age, is not."""
+        source = self.source_kind
+        if not source.synced:
+            return SyncState.CURRENT
+        if self.last_sync is None:
+            return SyncState.NEVER_SYNCED
+        max_age = self.settings.max_age(source)
+        if max_age is not None and now - self.last_sync > max_age:
+            return SyncState.STALE
+        return SyncState.CURRENT
+
 
 @dataclass(frozen=True)
 class EntryUpsert:
@@ -183,3 +321,6 @@ class BatchResult:
     removed: int
     unchanged: int
     version: int
+
+
+_OWN_FIELDS = frozenset(ListSettings.__dataclass_fields__)

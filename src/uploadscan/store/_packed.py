@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .. import hashtypes
 from .._errors import InvalidHashError
+from ..hashing._protocol import HashType
+from ..hashing._registry import registry
 from ._lists import EntryUpsert
 
 __all__ = [
@@ -100,7 +101,7 @@ class PackedUpserts:
 
 
 def _group(list_name: str, hash_type: str, runs: list[PackedRun]) -> PackedGroup:
-    ht = hashtypes.get(hash_type)
+    ht = registry.get(hash_type)
     nbytes = ht.bits // 8
     labels_json: dict[str, int] = {}
     classes = []
@@ -124,7 +125,7 @@ def _group(list_name: str, hash_type: str, runs: list[PackedRun]) -> PackedGroup
     return PackedGroup(codes[keep], label_class[keep], list(labels_json))
 
 
-def _check(list_name: str, ht: hashtypes.HashType, codes: Codes) -> None:
+def _check(list_name: str, ht: HashType, codes: Codes) -> None:
     """The store's own check of every value, whoever produced the batch."""
     bad = np.flatnonzero(~ht.listable_mask(codes))
     if not ht.plain_hex:

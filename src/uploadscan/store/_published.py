@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +29,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ConfigError, StoreCorruptError, StoreError
-from .._matching import QueryHash
-from ..hashing._result import FrameHash
+from ..hashing._result import FrameHash, Query
+from ._connection import ConnectionPool
 
 if TYPE_CHECKING:
-    from .._scanner import Scanner
-    from ..hashing._hash_file import ScanHashes
+    from ..hashing._hash_file import UploadHashes
 
 __all__ = [
     "PUBLISHED_FILENAME",
@@ -50,7 +48,6 @@ PUBLISHED_FILENAME = "published.sqlite3"
 IMAGE_FRAME = -1
 """``frame`` of a still image's PDQ rows (video frames count from 0)."""
 
-_BUSY_TIMEOUT_MS = 30_000
 _MAX_CONTENT_ID = 1024
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS published (
@@ -102,7 +99,7 @@ class PublishedItem:
     pdq: tuple[RecordedPdq, ...] = ()
 
     @classmethod
-    def from_scan(cls, content_id: str, hashed: ScanHashes, time: float) -> PublishedItem:
+    def from_scan(cls, content_id: str, hashed: UploadHashes, time: float) -> PublishedItem:
         """The record of one scan: its digests and every PDQ query it made."""
         check_content_id(content_id)
         result = hashed.result
@@ -117,7 +114,14 @@ class PublishedItem:
             for q in hashed.queries
             if q.hash_type == "pdq"
         )
-        return cls(content_id, time, result.media_type, result.md5, result.sha256, rows)
+        return cls(
+            content_id,
+            time,
+            result.media_type,
+            result.digest("md5"),
+            result.digest("sha256"),
+            rows,
+        )
 
     @property
     def pdq_hash(self) -> tuple[str | None, int | None]:
@@ -127,16 +131,16 @@ class PublishedItem:
                 return row.pdq, row.quality
         return None, None
 
-    def queries(self) -> list[QueryHash]:
+    def queries(self) -> list[Query]:
         """The queries ``scan`` made for this content (PDQ and digests), in scan order."""
         out = []
         if self.md5 is not None:
-            out.append(QueryHash("md5", self.md5))
+            out.append(Query("md5", self.md5))
         if self.sha256 is not None:
-            out.append(QueryHash("sha256", self.sha256))
+            out.append(Query("sha256", self.sha256))
         for row in sorted(self.pdq, key=lambda r: (r.frame, r.variant)):
             frame = None if row.frame == IMAGE_FRAME else row.frame
-            out.append(QueryHash("pdq", row.pdq, row.variant, row.quality, frame, row.timestamp))
+            out.append(Query("pdq", row.pdq, row.variant, row.quality, frame, row.timestamp))
         return out
 
     def frames(self) -> tuple[FrameHash, ...]:
@@ -162,9 +166,13 @@ def check_content_id(content_id: object) -> str:
 
 
 class PublishedSink(Protocol):
-    """Where ``Scanner.scan(..., content_id=...)`` sends the record of a scan."""
+    """Where ``Scanner.scan(..., content_id=...)`` sends the record of a scan: the data
+    directory's ``PublishedRecord`` by default, a ``MemorySink`` in batch workers (which hand
+    records to a single writer)."""
 
     def add(self, item: PublishedItem) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class MemorySink:
@@ -175,6 +183,9 @@ class MemorySink:
 
     def add(self, item: PublishedItem) -> None:
         self.items.append(item)
+
+    def close(self) -> None:
+        """Nothing to release: the items stay until ``take``."""
 
     def take(self) -> list[PublishedItem]:
         items, self.items = self.items, []
@@ -238,10 +249,7 @@ class PublishedRecord:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self._path = path
         self._read_only = read_only
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._closed = False
+        self._pool = ConnectionPool(path, read_only=read_only, what="published record")
 
     @classmethod
     def open(cls, path: Path | str, *, read_only: bool = False) -> PublishedRecord:
@@ -264,45 +272,12 @@ class PublishedRecord:
         return self._path
 
     def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"published record {self._path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        try:
-            if self._read_only:
-                conn = sqlite3.connect(
-                    f"{self._path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    timeout=_BUSY_TIMEOUT_MS / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            else:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self._path,
-                    timeout=_BUSY_TIMEOUT_MS / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"cannot open published record {self._path}: {exc}") from None
-        with self._lock:
-            self._conns.append(conn)
-        self._local.conn = conn
-        return conn
+        if not self._read_only:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        return self._pool.get()
 
     def close(self) -> None:
-        self._closed = True
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+        self._pool.close()
 
     def __enter__(self) -> PublishedRecord:
         return self
@@ -476,19 +451,3 @@ def _digest_column(
     zero = bytes(width)
     data = b"".join(v if v is not None and len(v) == width else zero for v in values)
     return _codes(data, len(values), width), ok
-
-
-_sink_lock = threading.Lock()
-
-
-def record_scan(scanner: Scanner, content_id: str, hashed: ScanHashes, time: float) -> None:
-    """``Scanner.scan(..., content_id=...)``: record the scan in the scanner's sink, opening
-    the data directory's record on first use."""
-    sink: PublishedSink | None = scanner._published
-    if sink is None:
-        with _sink_lock:
-            sink = scanner._published
-            if sink is None:
-                sink = PublishedRecord.open(scanner.home / PUBLISHED_FILENAME)
-                scanner._published = sink
-    sink.add(PublishedItem.from_scan(content_id, hashed, time))

@@ -17,12 +17,16 @@ Why the tables look like this:
 - ``lists`` rows are soft-deleted the same way, so a removed list's entries can still be
   reported as removed; a new list may reuse the name.
 - ``list_counts`` keeps live counts per list and type, so listing lists never scans entries.
-- ``decisions`` is the audit log: one row per verdict, hashes and outcomes only, never content.
+- ``decisions`` is the audit log: one row per verdict, hashes and outcomes only, never content;
+  ``origin`` tells uploads from hash lookups and batch jobs, ``review_effects`` what a review
+  decision added to which list.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from .._errors import StoreVersionError
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: initial schema
@@ -92,6 +96,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX decisions_review ON decisions (review_status, time)
         WHERE review_status IS NOT NULL;
     """,
+    # 2: where a decision came from (an upload, a hash lookup, a batch job), the upload's own
+    # hashes (what an allowlist or an own list needs after review), and what a review
+    # decision did to the lists (so a changed decision can undo it)
+    """
+    ALTER TABLE decisions ADD COLUMN origin TEXT NOT NULL DEFAULT 'upload'
+        CHECK (origin IN ('upload', 'lookup', 'retro', 'backfill'));
+    ALTER TABLE decisions ADD COLUMN hashes TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE decisions ADD COLUMN review_effects TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX decisions_origin ON decisions (origin, time);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -110,7 +124,11 @@ def migrate(conn: sqlite3.Connection, store_id: str) -> None:
     try:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current > SCHEMA_VERSION:
-            raise SchemaTooNewError(current)
+            raise StoreVersionError(
+                f"the store has schema version {current}, newer than this uploadscan supports "
+                f"({SCHEMA_VERSION}); upgrade uploadscan",
+                found=current,
+            )
         for number in range(current, SCHEMA_VERSION):
             for statement in _split(MIGRATIONS[number]):
                 conn.execute(statement)
@@ -124,12 +142,6 @@ def migrate(conn: sqlite3.Connection, store_id: str) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-class SchemaTooNewError(Exception):
-    def __init__(self, found: int) -> None:
-        super().__init__(found)
-        self.found = found
 
 
 def _split(script: str) -> list[str]:

@@ -20,37 +20,37 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._action import Action
 from .._errors import (
     ConfigError,
     ListNotFoundError,
     StoreCorruptError,
     StoreError,
+    StoreVersionError,
 )
 from . import _apply as _batch
 from . import _apply_packed as _batch_packed
 from . import _audit, _entries
 from ._apply import WriteTxn
-from ._entries import DeltaUnavailableError
+from ._audit import DecisionOrigin, DecisionRecord, ReviewEffect, ReviewStatus
+from ._connection import ConnectionPool
 from ._lists import BatchResult, Entry, EntryUpsert, HashList, ListKind, ListSettings
 from ._packed import PackedUpserts
-from ._schema import SCHEMA_VERSION, SchemaTooNewError, migrate
+from ._schema import migrate
 
-__all__ = ["DeltaUnavailableError", "Store"]
+__all__ = ["Store"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # quick_check reads every page; worth it on open only while that stays well under 100 ms.
 _QUICK_CHECK_MAX_BYTES = 16 << 20
-_BUSY_TIMEOUT_MS = 30_000
 
 
 _LIST_COLUMNS = "id, name, kind, source, settings, checkpoint, version, last_sync, created"
@@ -61,10 +61,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
-        self._closed = False
+        self._pool = ConnectionPool(path)
         self._store_id = ""
 
     # ---------------------------------------------------------------- lifecycle
@@ -91,12 +88,9 @@ class Store:
                     detail = "; ".join(str(r[0]) for r in result[:3])
                     raise StoreCorruptError(f"store {path} is damaged: {detail}")
             store._store_id = store._meta(conn, "store_id")
-        except SchemaTooNewError as exc:
+        except StoreVersionError as exc:
             store.close()
-            raise StoreError(
-                f"store {path} has schema version {exc.found}, newer than this uploadscan "
-                f"supports ({SCHEMA_VERSION}); upgrade uploadscan"
-            ) from None
+            raise StoreVersionError(f"store {path}: {exc}", found=exc.found) from None
         except sqlite3.DatabaseError as exc:
             store.close()
             raise StoreCorruptError(
@@ -118,11 +112,7 @@ class Store:
 
     def close(self) -> None:
         """Close every thread's connection. Later calls raise ``StoreError``."""
-        self._closed = True
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+        self._pool.close()
 
     def __enter__(self) -> Store:
         return self
@@ -131,36 +121,7 @@ class Store:
         self.close()
 
     def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"store {self._path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        try:
-            conn = sqlite3.connect(
-                self._path,
-                timeout=_BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,  # only ever used by its own thread; close() excepted
-            )
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot open store {self._path}: {exc}") from None
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: large batches stay in memory
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreCorruptError(
-                f"store {self._path} is not a usable uploadscan database: {exc}"
-            ) from None
-        with self._conns_lock:
-            self._conns.append(conn)
-        self._local.conn = conn
-        return conn
+        return self._pool.get()
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> str:
@@ -388,6 +349,14 @@ class Store:
         list_id = self._list_id(name)
         return _entries.of_list(self._conn, list_id, hash_type, limit)
 
+    def live_keys(self, list_name: str, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (hash type, canonical value) pairs are live entries of ``list_name``."""
+        return _entries.live_keys(self._conn(), self._list_id(list_name), keys)
+
+    def other_review_effects(self, verdict_id: str, list_name: str) -> set[tuple[str, str]]:
+        """Entries of ``list_name`` that review decisions other than ``verdict_id`` added."""
+        return _audit.effect_keys(self._conn(), list_name, exclude=verdict_id)
+
     def video_frames(self, list_name: str, video: str) -> list[Entry]:
         """Live entries of ``list_name`` whose ``extra["video"]`` is ``video`` (the listed
         frames of one video), by ``extra["timestamp"]`` then id."""
@@ -410,30 +379,45 @@ class Store:
 
     # ---------------------------------------------------------------- decisions
 
-    def record_decision(self, record: Mapping[str, Any]) -> None:
+    def record_decision(self, record: DecisionRecord) -> None:
         _audit.record_decision(self._conn(), record)
 
     def decisions(
         self,
         since: float | None = None,
         until: float | None = None,
-        action: str | None = None,
-        review_status: str | None = None,
+        action: Action | None = None,
+        review_status: ReviewStatus | None = None,
         limit: int | None = None,
         verdict_id: str | None = None,
-    ) -> list[dict[str, Any]]:
+        origin: DecisionOrigin | None = None,
+    ) -> list[DecisionRecord]:
         return _audit.decisions(
             self._conn(),
             since=since,
             until=until,
             action=action,
             review_status=review_status,
+            origin=origin,
             limit=limit,
             verdict_id=verdict_id,
         )
 
-    def set_review(self, verdict_id: str, status: str, note: str | None = None) -> None:
-        _audit.set_review(self._conn(), verdict_id, status, note)
+    def decision(self, verdict_id: str) -> DecisionRecord:
+        """The decision recorded for ``verdict_id`` (``ConfigError`` if there is none)."""
+        found = self.decisions(verdict_id=verdict_id)
+        if not found:
+            raise ConfigError(f"no decision with verdict id {verdict_id!r}")
+        return found[0]
+
+    def set_review(
+        self,
+        verdict_id: str,
+        status: ReviewStatus,
+        note: str | None = None,
+        effects: Sequence[ReviewEffect] = (),
+    ) -> None:
+        _audit.set_review(self._conn(), verdict_id, status, note, effects)
 
     def purge_decisions(self, older_than: float) -> int:
         return _audit.purge_decisions(self._conn(), older_than)

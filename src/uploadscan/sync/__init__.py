@@ -9,7 +9,8 @@ CLI call ``sync_lists``; the CLI's ``keys generate`` and ``feed publish`` call
 
 from __future__ import annotations
 
-from ._base import FetchBatch, Source, StaleCheckpoint, map_signal_type
+from .._errors import StaleCheckpointError
+from ._base import FetchBatch, Source, map_signal_type
 from ._credentials import Credentials, Secret
 from ._feed_publish import PublishResult, publish_feed
 from ._http import HttpOptions
@@ -24,7 +25,7 @@ __all__ = [
     "PublishResult",
     "Secret",
     "Source",
-    "StaleCheckpoint",
+    "StaleCheckpointError",
     "SyncResult",
     "generate_keypair",
     "load_public_key",

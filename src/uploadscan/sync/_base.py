@@ -7,7 +7,7 @@ with the batch's checkpoint. That split is what makes sync resumable (the stored
 always describes exactly what was applied) and keeps every source testable on its own.
 
 A source whose checkpoint is too old to continue from (ThreatExchange drops tombstones after
-90 days) raises ``StaleCheckpoint``; the runner then refetches everything and removes what the
+90 days) raises ``StaleCheckpointError``; the runner then refetches everything and removes what the
 fresh copy no longer has.
 """
 
@@ -19,19 +19,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .. import hashtypes
-from .._errors import SyncError, UnknownHashTypeError
+from .._errors import UnknownHashTypeError
 from ..store._lists import EntryUpsert
 
 __all__ = [
     "FetchBatch",
     "Source",
-    "StaleCheckpoint",
     "map_signal_type",
 ]
-
-
-class StaleCheckpoint(SyncError):
-    """The stored checkpoint is too old to resume from; the runner refetches the whole list."""
 
 
 @dataclass
@@ -64,7 +59,7 @@ class Source(Protocol):
     def fetch(self, checkpoint: str | None) -> Iterator[FetchBatch]:
         """Batches that bring a list at ``checkpoint`` (``None``: empty or unknown) up to date.
 
-        Raises ``StaleCheckpoint`` (before yielding anything) when it cannot resume.
+        Raises ``StaleCheckpointError`` (before yielding anything) when it cannot resume.
         """
         ...
 

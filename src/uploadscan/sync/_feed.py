@@ -31,6 +31,7 @@ from .._errors import (
     FeedVerificationError,
     InvalidHashError,
     SyncError,
+    TruncatedDownloadError,
     UnknownHashTypeError,
 )
 from ..store._lists import EntryUpsert
@@ -44,7 +45,7 @@ from ._feed_format import (
     parse_manifest,
     read_entry_lines,
 )
-from ._http import HttpOptions, TruncatedDownload, describe_url, http_get
+from ._http import HttpOptions, describe_url, http_get
 from ._keys import key_id, load_public_key, load_public_keys_file, verify_any
 
 __all__ = ["FeedSource"]
@@ -198,7 +199,7 @@ class FeedSource:
         try:
             try:
                 response = http_get(url, options=self.http.with_max_bytes(ref.size), sink=sink)
-            except TruncatedDownload as exc:
+            except TruncatedDownloadError as exc:
                 raise FeedVerificationError(f"{exc}; nothing was applied") from None
             except SyncError as exc:
                 if "exceeds the limit" in str(exc):

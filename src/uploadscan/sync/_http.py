@@ -28,17 +28,13 @@ from dataclasses import dataclass, field
 from http.client import HTTPException, HTTPMessage, HTTPResponse
 from typing import IO
 
-from .._errors import ConfigError, SyncError
+from .._errors import ConfigError, SyncError, TruncatedDownloadError
 
-__all__ = ["HttpOptions", "HttpResponse", "TruncatedDownload", "describe_url", "http_get"]
+__all__ = ["HttpOptions", "HttpResponse", "describe_url", "http_get"]
 
 _CHUNK = 1 << 16
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _USER_AGENT = "uploadscan-sync/1"
-
-
-class TruncatedDownload(SyncError):
-    """The connection closed before ``Content-Length`` bytes arrived."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +188,7 @@ def http_get(
             if status not in _RETRY_STATUS or attempt > options.retries:
                 raise SyncError(f"{shown}: HTTP {status} {_reason(status)}") from None
             last = f"HTTP {status}"
-        except TruncatedDownload:
+        except TruncatedDownloadError:
             if attempt > options.retries:
                 raise
             last = "truncated response"
@@ -274,7 +270,9 @@ def _attempt(
             else:
                 chunks.append(chunk)
         if expected is not None and size != expected:
-            raise TruncatedDownload(f"{shown}: truncated response ({size} of {expected} bytes)")
+            raise TruncatedDownloadError(
+                f"{shown}: truncated response ({size} of {expected} bytes)"
+            )
         return HttpResponse(response.status, response.url, response.headers, b"".join(chunks), size)
 
 

@@ -6,7 +6,7 @@ store holds and an interrupted sync resumes exactly where it stopped. ``last_syn
 only when the source has nothing more to give, so a half-finished sync still looks stale to
 the scanner's fail mode.
 
-A full refetch (first sync, or a ``StaleCheckpoint``) of a paged source cannot be one
+A full refetch (first sync, or a ``StaleCheckpointError``) of a paged source cannot be one
 ``replace`` batch without holding the whole list in memory, and replacing page by page would
 briefly drop every entry not yet re-fetched. Instead the pages are applied as ordinary
 upserts without advancing the checkpoint, and a last batch deletes whatever live entry the
@@ -22,10 +22,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._errors import UploadScanError
+from .._errors import StaleCheckpointError, UploadScanError
 from ..store._lists import EntryUpsert, HashList
 from ..store._store import Store
-from ._base import FetchBatch, Source, StaleCheckpoint
+from ._base import FetchBatch, Source
 from ._credentials import Credentials
 from ._uri import source_from_uri
 
@@ -97,7 +97,7 @@ def sync_list(
         batches = source.fetch(checkpoint)
         first = next(batches, None)
         full = checkpoint is None
-    except StaleCheckpoint:
+    except StaleCheckpointError:
         batches = source.fetch(None)
         first = next(batches, None)
         full = True

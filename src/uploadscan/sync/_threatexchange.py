@@ -13,7 +13,7 @@ as ``ThreatUpdateJSON.should_delete`` handles it).
 The checkpoint is ``{"update_time": <highest last_updated>, "last_fetch_time": <unix>}``,
 resumed with ``start_time=update_time``. ThreatExchange keeps deletion records for 90 days,
 so a checkpoint older than 85 days (``FBThreatExchangeCheckpoint.is_stale``) cannot be
-resumed: ``StaleCheckpoint`` makes the runner refetch everything.
+resumed: ``StaleCheckpointError`` makes the runner refetch everything.
 
 Types kept: ``HASH_PDQ`` as pdq; ``HASH_MD5``/``HASH_SHA256`` as md5/sha256, and their
 ``HASH_VIDEO_*`` forms with a ``video`` label. Descriptor tags become labels. An indicator
@@ -30,9 +30,9 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .._errors import ConfigError, InvalidHashError, SyncError
+from .._errors import ConfigError, InvalidHashError, StaleCheckpointError, SyncError
 from ..store._lists import EntryUpsert
-from ._base import FetchBatch, StaleCheckpoint, bounded_labels
+from ._base import FetchBatch, bounded_labels
 from ._credentials import ENV_TE_TOKEN, Credentials
 from ._entry_builder import EntryBuilder
 from ._http import HttpOptions, check_url, describe_url, http_get
@@ -131,7 +131,7 @@ class ThreatExchangeSource:
         if checkpoint:
             state = _parse_checkpoint(checkpoint)
             if state is None or time.time() - state[1] > STALE_AFTER_SECONDS:
-                raise StaleCheckpoint(f"{self.description}: checkpoint too old to resume")
+                raise StaleCheckpointError(f"{self.description}: checkpoint too old to resume")
             update_time = state[0]
         started = int(time.time())
         params: dict[str, str] = {
