@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pdqhash
 import pytest
+from _reference import reference_pdq
 from PIL import Image, ImageOps
 
 from uploadscan import Action, Scanner, Verdict
@@ -44,13 +43,8 @@ VIDEO_LIST = "expected_computed/vpdq/synthetic-videos__multishot_4photos.mp4.txt
 OTHER_VIDEO = "synthetic-videos/kenburns_zoom_kodim21.mp4"
 
 
-def reference_pdq(image: Image.Image) -> str:
-    bits, _ = pdqhash.compute(np.asarray(image.convert("RGB")))
-    return bytes(np.packbits(bits.astype(np.uint8))).hex()
-
-
 def write_list(path: Path, data_dir: Path, pdq: list[str], md5: list[str]) -> Path:
-    lines = [f"pdq {reference_pdq(Image.open(data_dir / name))}" for name in pdq]
+    lines = [f"pdq {reference_pdq(Image.open(data_dir / name))[0]}" for name in pdq]
     lines += [f"md5 {hashlib.md5((data_dir / name).read_bytes()).hexdigest()}" for name in md5]
     path.write_text("\n".join(lines) + "\n")
     return path

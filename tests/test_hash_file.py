@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 import pytest
+from _reference import hamming, reference_pdq
 from PIL import Image
 
 from uploadscan import (
@@ -31,16 +32,6 @@ from uploadscan.hashtypes import Md5HashType, Sha256HashType
 from uploadscan.media._limits import Limits
 
 BRIDGE = "threatexchange/pdq/data/bridge-mods/aaa-orig.jpg"
-
-
-def reference_pdq(data: bytes) -> tuple[str, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        bits, quality = pdqhash.compute(np.asarray(image.convert("RGB")))
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
-
-
-def hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def test_digests_match_hashlib_and_the_computed_table(data_dir: Path) -> None:

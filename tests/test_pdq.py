@@ -8,22 +8,12 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 import pytest
+from _reference import hamming, reference_pdq
 from PIL import Image
 
 from uploadscan import UnsupportedMediaError
 from uploadscan.hashing._hash_file import hash_file
 from uploadscan.hashing._pdq_algorithm import pdq_from_image, pdq_from_rgb
-
-
-def reference_pdq(path: Path) -> tuple[str, int]:
-    """The reference: pdqhash on Pillow's full decode converted to RGB, no EXIF transpose."""
-    with Image.open(path) as image:
-        bits, quality = pdqhash.compute(np.asarray(image.convert("RGB")))
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
-
-
-def hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def still_images(data_dir: Path) -> list[Path]:

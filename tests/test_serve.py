@@ -39,7 +39,7 @@ CLEAN_IMAGE = "kodak/kodim02.png"
 TOKEN = "s3cret-token-for-tests"
 
 
-def reference_pdq(data_dir: Path, rel: str) -> str:
+def table_pdq(data_dir: Path, rel: str) -> str:
     with open(data_dir / "expected_computed" / "images_pdq_imagehash.csv", newline="") as f:
         for row in csv.DictReader(f):
             if row["file"] == rel:
@@ -93,14 +93,12 @@ def build_home(home: Path, data_dir: Path) -> Path:
         scanner.store.apply_batch(
             "blocked",
             [
-                EntryUpsert("pdq", reference_pdq(data_dir, BLOCKED_PDQ_IMAGE)),
+                EntryUpsert("pdq", table_pdq(data_dir, BLOCKED_PDQ_IMAGE)),
                 EntryUpsert("md5", md5),
             ],
         )
         scanner.add_list("watch", kind="review", source=None)
-        scanner.store.apply_batch(
-            "watch", [EntryUpsert("pdq", reference_pdq(data_dir, REVIEW_IMAGE))]
-        )
+        scanner.store.apply_batch("watch", [EntryUpsert("pdq", table_pdq(data_dir, REVIEW_IMAGE))])
     return home
 
 
@@ -212,7 +210,7 @@ def test_scan_multipart_without_file_field_is_400(client: httpx.Client) -> None:
 
 
 def test_lookup_reference_hashes(client: httpx.Client, data_dir: Path) -> None:
-    pdq = reference_pdq(data_dir, BLOCKED_PDQ_IMAGE)
+    pdq = table_pdq(data_dir, BLOCKED_PDQ_IMAGE)
     r = client.post("/v1/lookup", json={"pdq": flip_bits(pdq, 5)})
     assert r.status_code == 200
     verdict = r.json()
@@ -224,7 +222,7 @@ def test_lookup_reference_hashes(client: httpx.Client, data_dir: Path) -> None:
     assert r.status_code == 200
     assert r.json()["action"] == "block"
 
-    r = client.post("/v1/lookup", json={"pdq": reference_pdq(data_dir, CLEAN_IMAGE)})
+    r = client.post("/v1/lookup", json={"pdq": table_pdq(data_dir, CLEAN_IMAGE)})
     assert r.status_code == 200
     assert r.json()["action"] == "allow"
 
@@ -303,7 +301,7 @@ def test_pictrs_refusal_status_and_review_refusal_configurable(
 
 
 def test_hma_lookup_shape(client: httpx.Client, data_dir: Path) -> None:
-    pdq = reference_pdq(data_dir, BLOCKED_PDQ_IMAGE)
+    pdq = table_pdq(data_dir, BLOCKED_PDQ_IMAGE)
     r = client.get("/m/lookup", params={"signal": flip_bits(pdq, 3), "signal_type": "pdq"})
     assert r.status_code == 200
     body = r.json()
@@ -322,7 +320,7 @@ def test_hma_lookup_shape(client: httpx.Client, data_dir: Path) -> None:
     assert r.status_code == 200
     assert r.json() == {}
 
-    clean = reference_pdq(data_dir, CLEAN_IMAGE)
+    clean = table_pdq(data_dir, CLEAN_IMAGE)
     r = client.get("/m/lookup", params={"signal": clean, "signal_type": "pdq"})
     assert r.json() == {}
 

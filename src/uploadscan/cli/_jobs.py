@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._action import Action
+from .._settings import ScannerSettings
 from ._output import print_json_line
 
 
@@ -74,7 +76,12 @@ def register(subparsers: Any) -> None:
     )
     backfill.add_argument("--restart", action="store_true", help="ignore the checkpoint")
     backfill.add_argument("--batch-size", type=int, default=16, metavar="N")
-    backfill.add_argument("--fail-mode", choices=("allow", "review", "block"), default=None)
+    backfill.add_argument(
+        "--fail-mode",
+        choices=[a.value for a in Action],
+        default=None,
+        help=ScannerSettings.help("fail_mode"),
+    )
     backfill.add_argument(
         "--no-record", action="store_true", help="do not write the published-content record"
     )

@@ -10,6 +10,9 @@ import argparse
 import os
 from typing import Any
 
+from .._action import Action
+from .._settings import ScannerSettings
+
 TOKEN_ENV = "UPLOADSCAN_TOKEN"
 
 
@@ -72,9 +75,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--fail-mode",
-        choices=("allow", "review", "block"),
+        choices=[a.value for a in Action],
         default=None,
-        help="action when an upload cannot be hashed or a list is stale (default: review)",
+        help=ScannerSettings.help("fail_mode") + " (default: the data directory's, else review)",
     )
     parser.add_argument(
         "--log-level",

@@ -313,7 +313,7 @@ def _error(exc: RequestError, hma: bool) -> JSONResponse:
 
 def create_app_from_settings(settings: ServeSettings) -> Starlette:
     """Open the scanner for ``settings.home`` and build the app; the app closes it on shutdown."""
-    scanner = Scanner.open(settings.home_path, **settings.scanner_kwargs())
+    scanner = Scanner.open(settings.home_path, settings=settings.scanner_settings())
     service = _Service(settings, scanner)
 
     @asynccontextmanager
@@ -361,8 +361,8 @@ def create_app(
 ) -> Starlette:
     """The ASGI app serving the data directory ``home``.
 
-    Options are those of ``ServeSettings``; any other keyword goes to ``Scanner``
-    (``fail_mode``, ``limits``, ``dihedral``, ``audit``, ``match_images_in_video``).
+    Options are those of ``ServeSettings``; any other keyword overrides a field of the data
+    directory's ``ScannerSettings`` (``fail_mode``, ``non_media``, ``limits``...).
     """
     given: Mapping[str, Any] = {
         "max_body_bytes": max_body_bytes,

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .._action import Action
 from .._errors import ConfigError
+from .._settings import ScannerSettings
 from ..media._limits import Limits
 
 __all__ = [
@@ -29,9 +31,6 @@ DEFAULT_MAX_BODY_BYTES = 64 << 20
 DEFAULT_MAX_CONCURRENCY = 32
 DEFAULT_REQUEST_TIMEOUT = 60.0
 
-#: Scanner options the service accepts; ``strict`` is not one: bad media belongs in the verdict.
-_SCANNER_OPTIONS = frozenset({"limits", "fail_mode", "dihedral", "audit", "match_images_in_video"})
-
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -45,8 +44,9 @@ class ServeSettings:
     - ``request_timeout``: seconds for receiving the body and scanning it.
     - ``refusal_status``: the status the pict-rs endpoint answers for a refused upload.
     - ``review_accepts``: whether that endpoint accepts uploads that go to review.
-    - ``scanner_options``: keyword arguments for ``Scanner`` (``limits`` as a dict or
-      ``Limits``, ``fail_mode``, ``dihedral``, ``audit``, ``match_images_in_video``).
+    - ``scanner_options``: overrides of the data directory's ``ScannerSettings`` (the
+      fields ``ScannerSettings.names(service=True)`` lists; ``strict`` is not one: bad media
+      belongs in the verdict), as JSON-safe values (``limits`` as a dict).
     """
 
     home: str
@@ -77,29 +77,28 @@ class ServeSettings:
             )
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
             raise ConfigError("the token must be a non-empty string")
-        unknown = sorted(set(self.scanner_options) - _SCANNER_OPTIONS)
-        if unknown:
-            raise ConfigError(
-                f"unsupported scanner option(s) for the service: {', '.join(unknown)}; "
-                f"supported: {', '.join(sorted(_SCANNER_OPTIONS))}"
-            )
+        # Validated now, in the parent, so a typo fails `uploadscan serve` before any worker.
+        ScannerSettings.from_mapping(
+            self.scanner_options, where="scanner options for the service", service=True
+        )
 
     @property
     def threads(self) -> int:
         return self.scan_threads or os.cpu_count() or 1
 
-    def scanner_kwargs(self) -> dict[str, Any]:
-        options = dict(self.scanner_options)
-        limits = options.get("limits")
-        if isinstance(limits, dict):
-            options["limits"] = Limits(**limits)
-        return options
+    def scanner_settings(self) -> ScannerSettings:
+        """The data directory's settings with this service's overrides applied."""
+        base = ScannerSettings.load(self.home_path)
+        return base.replace(**self.scanner_options) if self.scanner_options else base
 
     def to_json(self) -> str:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         options = dict(self.scanner_options)
         if isinstance(options.get("limits"), Limits):
             options["limits"] = asdict(options["limits"])
+        for name in ("fail_mode", "non_media"):
+            if isinstance(options.get(name), Action):
+                options[name] = options[name].value
         data["scanner_options"] = options
         return json.dumps(data)
 
