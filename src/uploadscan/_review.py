@@ -7,9 +7,9 @@ false-positive feedback for the list's publisher — hashes, list, entry id and 
 content itself. A confirm can put the upload's hashes on the platform's own block list.
 
 Decisions can be changed. Each one records what it did to the lists (``ReviewEffect``: the
-entries it added that were not there before), and changing it first undoes exactly that, so an
+entries it wants there, and those it added), and changing it first undoes exactly that, so an
 overturn changed to confirm no longer leaves the upload allowed. An entry another decision
-also added stays.
+still wants stays (and passes to that decision); one that was there before stays.
 """
 
 from __future__ import annotations
@@ -134,23 +134,30 @@ def _apply(store: Store, verdict_id: str, plan: PlannedEntries) -> ReviewEffect:
         store.get_list(plan.list_name)
     except ListNotFoundError:
         store.add_list(plan.list_name, kind=plan.kind, source=None)
-    keys = [(u.hash_type, u.value) for u in plan.upserts]
+    keys = list(dict.fromkeys((u.hash_type, u.value) for u in plan.upserts))
     present = store.live_keys(plan.list_name, keys)
     store.apply_batch(plan.list_name, list(plan.upserts), mark_synced=False)
-    added = tuple(key for key in dict.fromkeys(keys) if key not in present)
-    return ReviewEffect(plan.list_name, added)
+    owned = tuple(key for key in keys if key not in present)
+    return ReviewEffect(plan.list_name, tuple(keys), owned)
 
 
 def _undo(store: Store, record: DecisionRecord) -> None:
-    """Remove the entries an earlier decision on ``record`` added, unless another decision
-    added them too."""
+    """Remove the entries an earlier decision on ``record`` put on lists, unless another
+    decision still wants them (that one then becomes answerable for them) or they were there
+    before it."""
     for effect in record.review_effects:
         try:
             store.get_list(effect.list_name)
         except ListNotFoundError:
             continue  # the list was removed since; nothing left to undo
-        shared = store.other_review_effects(record.verdict_id, effect.list_name)
-        gone = [key for key in effect.entries if key not in shared]
+        others = store.wanted_by_other_reviews(record.verdict_id, effect.list_name)
+        gone = []
+        for key in effect.owned:
+            heir = others.get(key)
+            if heir is None:
+                gone.append(key)
+            else:
+                store.adopt_review_entries(heir, effect.list_name, [key])
         if gone:
             store.apply_batch(effect.list_name, [], gone, mark_synced=False)
 

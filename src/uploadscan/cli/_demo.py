@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from .._samples import SAMPLE_NAMES, sample_image
-from ._output import print_json_line, print_table
+from ._output import print_json_line, print_table, progress
 
 LISTED = SAMPLE_NAMES[:3]
 UNRELATED = SAMPLE_NAMES[3:]
@@ -32,6 +32,11 @@ def register(subparsers: Any) -> None:
     )
     add_home_argument(parser)
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary data directory (without --home it is deleted afterwards)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -66,10 +71,18 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.home:
+        return _run(args, Path(args.home))
+    if args.keep:
+        return _run(args, Path(tempfile.mkdtemp(prefix="uploadscan-demo-")))
+    with tempfile.TemporaryDirectory(prefix="uploadscan-demo-") as home:
+        return _run(args, Path(home))
+
+
+def _run(args: argparse.Namespace, home: Path) -> int:
     from .._scanner import Scanner
     from ..hashing._hash_file import hash_file
 
-    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="uploadscan-demo-"))
     originals = {name: sample_image(name) for name in SAMPLE_NAMES}
     list_file = home / "demo-list.txt"
     home.mkdir(parents=True, exist_ok=True)
@@ -81,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     list_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     if not args.json:
-        print(f"data directory: {home}")
+        kept = args.home or args.keep
+        print(f"data directory: {home}" + ("" if kept else " (temporary: deleted afterwards)"))
         print(f"block list file: {list_file} ({len(LISTED)} images: {', '.join(LISTED)})")
     rows: list[tuple[str, ...]] = []
     flagged_copies = flagged_unrelated = copies = unrelated = 0
@@ -98,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 uploads.append((name, transform, apply(originals[name]), True))
         for name in UNRELATED:
             uploads.append((name, "unrelated image", _jpeg(originals[name]), False))
-        for name, transform, data, is_copy in uploads:
+        for name, transform, data, is_copy in progress(uploads, "scanning"):
             verdict = scanner.scan(data)
             best = verdict.matches[0] if verdict.matches else None
             if is_copy:

@@ -43,17 +43,31 @@ class DecisionOrigin(Enum):
 
 @dataclass(frozen=True, slots=True)
 class ReviewEffect:
-    """Entries a review decision put on a list (an allowlist, or the platform's own list)."""
+    """What a review decision wants on a list (an allowlist, or the platform's own list).
+
+    ``entries`` are the (hash type, value) pairs the decision put there; ``owned`` those it is
+    answerable for removing again: the ones that were not on the list before (a decision
+    never removes an entry a sync or another decision had put there first).
+    """
 
     list_name: str
-    entries: tuple[tuple[str, str], ...]  # (hash type, value)
+    entries: tuple[tuple[str, str], ...]
+    owned: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"list": self.list_name, "entries": [list(e) for e in self.entries]}
+        return {
+            "list": self.list_name,
+            "entries": [list(e) for e in self.entries],
+            "owned": [list(e) for e in self.owned],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReviewEffect:
-        return cls(str(data["list"]), tuple((str(t), str(v)) for t, v in data.get("entries") or ()))
+        return cls(
+            str(data["list"]),
+            tuple((str(t), str(v)) for t, v in data.get("entries") or ()),
+            tuple((str(t), str(v)) for t, v in data.get("owned") or ()),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,15 +245,43 @@ def purge_decisions(conn: sqlite3.Connection, older_than: float) -> int:
     return conn.execute("DELETE FROM decisions WHERE time < ?", (float(older_than),)).rowcount
 
 
-def effect_keys(conn: sqlite3.Connection, list_name: str, *, exclude: str) -> set[tuple[str, str]]:
-    """(hash type, value) pairs that review decisions (other than ``exclude``) put on a list."""
-    out: set[tuple[str, str]] = set()
+def wanted_by_others(
+    conn: sqlite3.Connection, list_name: str, *, exclude: str
+) -> dict[tuple[str, str], str]:
+    """Entries of a list that review decisions other than ``exclude`` want there, each with
+    the verdict id of one decision that wants it."""
+    out: dict[tuple[str, str], str] = {}
     rows = conn.execute(
-        "SELECT review_effects FROM decisions WHERE verdict_id != ? AND review_effects != '[]'",
+        "SELECT verdict_id, review_effects FROM decisions "
+        "WHERE verdict_id != ? AND review_effects != '[]' ORDER BY id",
         (exclude,),
     )
-    for (text,) in rows:
+    for verdict_id, text in rows:
         for effect in json.loads(text):
             if effect.get("list") == list_name:
-                out.update((str(t), str(v)) for t, v in effect.get("entries") or ())
+                for hash_type, value in effect.get("entries") or ():
+                    out.setdefault((str(hash_type), str(value)), str(verdict_id))
     return out
+
+
+def adopt(
+    conn: sqlite3.Connection, verdict_id: str, list_name: str, keys: Sequence[tuple[str, str]]
+) -> None:
+    """Make ``verdict_id``'s decision answerable for removing ``keys`` from ``list_name``
+    (they pass to it from a decision that was changed while this one still wants them)."""
+    row = conn.execute(
+        "SELECT review_effects FROM decisions WHERE verdict_id = ?", (verdict_id,)
+    ).fetchone()
+    if row is None:
+        return
+    effects = [ReviewEffect.from_dict(e) for e in json.loads(row[0])]
+    updated = [
+        ReviewEffect(e.list_name, e.entries, tuple(dict.fromkeys([*e.owned, *keys])))
+        if e.list_name == list_name
+        else e
+        for e in effects
+    ]
+    conn.execute(
+        "UPDATE decisions SET review_effects = ? WHERE verdict_id = ?",
+        (_json([e.to_dict() for e in updated], verdict_id), verdict_id),
+    )

@@ -353,9 +353,18 @@ class Store:
         """Which of the (hash type, canonical value) pairs are live entries of ``list_name``."""
         return _entries.live_keys(self._conn(), self._list_id(list_name), keys)
 
-    def other_review_effects(self, verdict_id: str, list_name: str) -> set[tuple[str, str]]:
-        """Entries of ``list_name`` that review decisions other than ``verdict_id`` added."""
-        return _audit.effect_keys(self._conn(), list_name, exclude=verdict_id)
+    def wanted_by_other_reviews(
+        self, verdict_id: str, list_name: str
+    ) -> dict[tuple[str, str], str]:
+        """Entries of ``list_name`` that review decisions other than ``verdict_id`` put there,
+        each with one such decision's verdict id."""
+        return _audit.wanted_by_others(self._conn(), list_name, exclude=verdict_id)
+
+    def adopt_review_entries(
+        self, verdict_id: str, list_name: str, keys: Sequence[tuple[str, str]]
+    ) -> None:
+        """Pass the removal of ``keys`` from ``list_name`` to ``verdict_id``'s decision."""
+        _audit.adopt(self._conn(), verdict_id, list_name, keys)
 
     def video_frames(self, list_name: str, video: str) -> list[Entry]:
         """Live entries of ``list_name`` whose ``extra["video"]`` is ``video`` (the listed
