@@ -9,16 +9,28 @@ threshold setting, and come back in the verdict's matches.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from PIL import Image, ImageFilter
 
 import uploadscan
 from uploadscan import Action, Scanner, hashtypes
-from uploadscan.hashtypes import DecodedImage, HashType, ImageHash, IndexKind
+from uploadscan.hashtypes import (
+    Closeness,
+    DecodedImage,
+    HashType,
+    ImageHash,
+    IndexKind,
+    VectorHit,
+    VectorMetric,
+    VectorSearch,
+)
+from uploadscan.store._lists import EntryUpsert
 from uploadscan.testing import check_hash_type
 
 NAME = "toy_mean64"
@@ -107,3 +119,98 @@ def test_a_registered_type_hashes_syncs_and_matches(toy: HashType, tmp_path: Pat
         scanner.store.update_settings("toys", strict)
         assert scanner.scan(copy).action is Action.ALLOW
         assert scanner.lookup({NAME: value}).action is Action.BLOCK
+
+
+# ----------------------------------------------------------------------------- a vector type
+
+VNAME = "toy_grid8"
+
+
+class ToyGridVector(HashType):
+    """8 floats: the mean luma of a 2x4 grid, as a unit vector; matched by cosine."""
+
+    name = VNAME
+    bits = 256  # 8 float32
+    index_kind = IndexKind.VECTOR
+    closeness = Closeness.SCORE
+    default_threshold = 0.999
+    threshold_setting = "toy_grid8_min"
+    shortlist_setting = "toy_grid8_shortlist"
+    default_shortlist = 0.99
+    vector_dim = 8
+    vector_metric = VectorMetric.INNER_PRODUCT
+    example_values: ClassVar[tuple[str, ...]] = (
+        np.full(8, 0.3535534, np.float32).tobytes().hex(),
+        np.arange(1, 9, dtype=np.float32).tobytes().hex(),
+    )
+
+    def compare(self, a: str, b: str) -> float:
+        x, y = (np.frombuffer(bytes.fromhex(self.validate(v)), np.float32) for v in (a, b))
+        return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
+
+    def vectors(self, code: bytes) -> npt.NDArray[np.generic]:
+        vector = np.frombuffer(code, np.float32).reshape(1, 8)
+        return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+    def search(self, index: VectorSearch, query: str, shortlist: float) -> list[VectorHit]:
+        _, owners, _ = index.range(self.vectors(bytes.fromhex(query)), shortlist)
+        hits = []
+        for row in sorted(set(owners.tolist())):
+            score = self.compare(query, index.payload(row).hex())  # verified on the payload
+            hits.append(VectorHit(row, score, {"cosine": round(score, 6)}))
+        return hits
+
+    def hash_image(self, image: DecodedImage, *, variants: bool) -> ImageHash:
+        luma = image.luma()
+        rows = np.array_split(np.arange(luma.shape[0]), 2)
+        cols = np.array_split(np.arange(luma.shape[1]), 4)
+        means = np.array([luma[np.ix_(r, c)].mean() for r in rows for c in cols], np.float32)
+        return ImageHash(means.tobytes().hex())
+
+
+@pytest.fixture(scope="module")
+def grid() -> HashType:
+    if VNAME not in hashtypes.names():
+        hashtypes.register(ToyGridVector())
+    return hashtypes.get(VNAME)
+
+
+def test_a_registered_vector_type_is_indexed_with_faiss_and_matches(
+    grid: HashType, tmp_path: Path
+) -> None:
+    check_hash_type(grid)
+    listed = _photo(tmp_path, 3, "listed.jpg")
+    value = uploadscan.hash_file(listed, extra=[VNAME]).extra[VNAME]
+    rng = np.random.default_rng(0)
+    others = [rng.random(8, dtype=np.float32).tobytes().hex() for _ in range(200)]
+    list_file = tmp_path / "grid.txt"
+    list_file.write_text("".join(f"{VNAME} {v}\n" for v in [*others, value]))
+    copy = tmp_path / "copy.jpg"
+    with Image.open(listed) as image:
+        edited = image.resize((480, 360))
+        edited.paste((255, 255, 255), (0, 0, 24, 18))  # a small sticker moves one cell a bit
+        edited.save(copy, quality=70)
+    home = tmp_path / "home"
+    with Scanner.open(home) as scanner:
+        scanner.add_list("grids", kind="block", source=str(list_file))
+        assert scanner.sync()[0].ok
+    # A new scanner builds the list's vector index file; matches come from that file.
+    with Scanner.open(home) as scanner:
+        manifest = json.loads((home / "index" / "manifest.json").read_text())
+        assert manifest["types"][VNAME]["kind"] == "vector"
+        verdict = scanner.scan(copy)
+        assert verdict.action is Action.BLOCK, verdict.reasons
+        [match] = verdict.matches
+        assert match.hash_type == VNAME and match.value == value
+        assert match.evidence is not None and match.evidence["cosine"] >= 0.999
+        assert scanner.scan(_photo(tmp_path, 4, "other.jpg")).action is Action.ALLOW
+        # An entry added after the file was built is found in the delta, exactly.
+        extra = rng.random(8, dtype=np.float32).tobytes().hex()
+        scanner.store.apply_batch("grids", [EntryUpsert(VNAME, extra)])
+        assert scanner.lookup({VNAME: extra}).action is Action.BLOCK
+        # The list's own setting decides: a stricter minimum than this copy reaches.
+        reached = float(match.evidence["cosine"])
+        assert reached < 1.0
+        strict = uploadscan.ListSettings.from_dict({"toy_grid8_min": (reached + 1.0) / 2})
+        scanner.store.update_settings("grids", strict)
+        assert scanner.scan(copy).action is Action.ALLOW

@@ -21,7 +21,7 @@ from ._errors import InvalidHashError
 from ._policy import labels_pass, match_action
 from ._verdict import Match
 from ._video_rule import video_match
-from .hashing._protocol import Closeness, HashType
+from .hashing._protocol import Closeness, HashType, IndexKind
 from .hashing._registry import registry
 from .hashing._result import FrameHash, Query
 from .index._files import IndexFiles, IndexView
@@ -61,6 +61,7 @@ class _Hit:
     entry_id: int
     query: Query
     measure: float
+    evidence: Mapping[str, float | int | str] | None = None
 
 
 class Matcher:
@@ -187,6 +188,12 @@ class Matcher:
             if type_name not in self._needed:
                 continue
             hash_type = registry.get(type_name)
+            if hash_type.index_kind is IndexKind.VECTOR:
+                confirmed = view.search_values(
+                    type_name, [q.value for q in group], shortlist(hash_type, lists)
+                )
+                out += [_Hit(h.entry_id, group[h.query], h.measure, h.evidence) for h in confirmed]
+                continue
             radius = search_radius(hash_type, lists)
             codes = np.frombuffer(
                 b"".join(hash_type.to_bytes(q.value) for q in group), dtype=np.uint8
@@ -270,6 +277,17 @@ def search_radius(hash_type: HashType, lists: Mapping[str, HashList]) -> float:
     return max(thresholds)
 
 
+def shortlist(hash_type: HashType, lists: Mapping[str, HashList]) -> float:
+    """The widest shortlist bound any of ``lists`` sets for a vector type."""
+    setting = hash_type.shortlist_setting
+    default = float(hash_type.default_shortlist)
+    if setting is None:
+        return default
+    values = [hl.settings.get(setting) for hl in lists.values()]
+    bounds = [default if v is None else v for v in values] or [default]
+    return min(bounds) if hash_type.closeness is Closeness.SCORE else max(bounds)
+
+
 def _rank(hash_type: HashType, measure: float) -> float:
     """Sort key: smaller is closer, whichever way the type's measure runs."""
     return -measure if hash_type.closeness is Closeness.SCORE else measure
@@ -290,7 +308,7 @@ def _match_order(match: Match) -> tuple[int, float, str, int]:
 
 
 def _within_policy(hash_list: HashList, hash_type: HashType, entry: Entry, hit: _Hit) -> bool:
-    if not hash_type.within(hit.measure, hash_list.settings.threshold(hash_type)):
+    if not hash_type.accepts(hit.measure, hit.evidence, hash_list.settings.get):
         return False
     quality = hit.query.quality
     if hash_type.has_quality and quality is not None and quality < hash_list.settings.min_quality:
@@ -324,4 +342,5 @@ def _make_match(
         timestamps=tuple(sorted(timestamps)),
         coverage=coverage,
         video=video,
+        evidence=hit.evidence,
     )

@@ -21,7 +21,7 @@ uploads, syncs from list files and matches in ``scan()`` without any change to t
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -42,6 +42,9 @@ __all__ = [
     "HashType",
     "ImageHash",
     "IndexKind",
+    "VectorHit",
+    "VectorMetric",
+    "VectorSearch",
     "VideoHash",
     "VideoSink",
     "bits_set",
@@ -67,6 +70,57 @@ class Closeness(Enum):
 
     DISTANCE = "distance"
     SCORE = "score"
+
+
+class VectorMetric(Enum):
+    """How a ``VECTOR`` type's vectors compare in the index: inner product of unit vectors
+    (cosine, larger is closer), squared L2 distance, or Hamming distance of binary vectors
+    (uint8 rows, as faiss's binary indexes take them)."""
+
+    INNER_PRODUCT = "inner_product"
+    L2 = "l2"
+    HAMMING = "hamming"
+
+
+class VectorSearch(Protocol):
+    """What a vector index file offers a ``VECTOR`` hash type's ``search`` (see
+    ``index._vectors``). Rows are positions of entries in the file; ``entry_ids`` maps them
+    to store ids, ``payload`` gives back a listed value's stored bytes (memory-mapped, so a
+    type verifying candidates never loads the whole list)."""
+
+    def range(
+        self, vectors: npt.NDArray[np.generic], threshold: float
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """(query vector row, entry row, measure) of every stored vector within
+        ``threshold`` of a query vector (``>=`` for inner products, ``<=`` otherwise)."""
+        ...
+
+    def nearest(
+        self, vectors: npt.NDArray[np.generic], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """(q, k) measures and entry rows of each query vector's ``k`` nearest stored
+        vectors (entry row -1 where there are fewer)."""
+        ...
+
+    def payload(self, row: int) -> bytes:
+        """The stored value (``to_bytes``) of the entry at ``row``."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VectorHit:
+    """One listed value a ``VECTOR`` type's search confirmed for one query value.
+
+    ``row`` is the entry's row in the searched index; ``measure`` the type's final
+    comparison (``closeness`` says which way it runs); ``evidence`` what the verification
+    found, shown to moderators and checked against per-list settings by ``accepts``.
+    """
+
+    row: int
+    measure: float
+    evidence: Mapping[str, float | int | str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +197,12 @@ class HashType:
     computed_by_default: ClassVar[bool] = False
     #: ``hash_image`` needs the full-resolution decode (no reduced JPEG draft decode).
     needs_full_image: ClassVar[bool] = False
+    #: ``VECTOR`` types: the vectors' width and metric, and the per-list setting (with its
+    #: default) that bounds the index shortlist before ``search`` verifies candidates.
+    vector_dim: ClassVar[int] = 0
+    vector_metric: ClassVar[VectorMetric] = VectorMetric.INNER_PRODUCT
+    shortlist_setting: ClassVar[str | None] = None
+    default_shortlist: ClassVar[float] = 0.0
     description: ClassVar[str] = ""
     example_values: ClassVar[Sequence[str]] = ()
 
@@ -244,6 +304,36 @@ class HashType:
             raise ConfigError(f"{setting} must be a score in [-1, 1], got {value!r}")
         return number
 
+    def accepts(
+        self,
+        measure: float,
+        evidence: Mapping[str, float | int | str] | None,
+        setting: Callable[[str], float | None],
+    ) -> bool:
+        """Whether a match measured ``measure`` passes a list whose settings ``setting``
+        returns (``None``: the type's default). Types with more than one threshold (TMK's
+        two levels) override this."""
+        name = self.threshold_setting
+        value = setting(name) if name is not None else None
+        return self.within(measure, float(self.default_threshold) if value is None else value)
+
+    # ------------------------------------------------------------------ vector types
+
+    def vectors(self, code: bytes) -> npt.NDArray[np.generic]:
+        """The (k, vector_dim) vectors a listed value is indexed under (``VECTOR`` types)."""
+        raise NotImplementedError(f"{self.name} is not a vector hash type")
+
+    def faiss_factory(self, vector_count: int) -> str:
+        """The faiss index description for ``vector_count`` vectors (exact by default; a
+        type may choose an approximate one only where its benchmark shows recall at its
+        threshold equal to brute force)."""
+        return "BFlat" if self.vector_metric is VectorMetric.HAMMING else "Flat"
+
+    def search(self, index: VectorSearch, query: str, shortlist: float) -> list[VectorHit]:
+        """Listed values matching ``query`` in ``index`` (``VECTOR`` types): shortlist with
+        the index (``shortlist`` from the lists' settings), then verify each candidate."""
+        raise NotImplementedError(f"{self.name} is not a vector hash type")
+
     # ------------------------------------------------------------------ computing
 
     def byte_digest(self) -> ByteDigest | None:
@@ -278,9 +368,26 @@ def check_declaration(hash_type: HashType) -> None:
         raise HashTypeError(f"hash type {name!r}: index_kind must be an IndexKind")
     if hash_type.index_kind is IndexKind.DIGEST and hash_type.default_threshold != 0:
         raise HashTypeError(f"hash type {name!r}: a digest matches exactly (threshold 0)")
-    for setting in (hash_type.threshold_setting, hash_type.review_band_setting):
-        if setting is not None and not _SETTING.fullmatch(setting):
+    for setting in declared_settings(hash_type):
+        if not _SETTING.fullmatch(setting):
             raise HashTypeError(f"hash type {name!r}: bad setting name {setting!r}")
+    if hash_type.index_kind is IndexKind.VECTOR:
+        overridden = type(hash_type).search is not HashType.search
+        if hash_type.vector_dim <= 0 or not overridden:
+            raise HashTypeError(
+                f"hash type {name!r}: a vector type declares vector_dim and implements "
+                "vectors() and search()"
+            )
+
+
+def declared_settings(hash_type: HashType) -> tuple[str, ...]:
+    """The per-list settings a type declares (its thresholds), in a stable order."""
+    names = (
+        hash_type.threshold_setting,
+        hash_type.review_band_setting,
+        hash_type.shortlist_setting,
+    )
+    return tuple(dict.fromkeys(n for n in names if n is not None))
 
 
 def bits_set(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.int32]:

@@ -35,7 +35,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,11 +50,12 @@ from .._errors import (
     InvalidHashError,
     UploadScanError,
 )
-from ..hashing._protocol import IndexKind
+from ..hashing._protocol import HashType, IndexKind
 from ..hashing._registry import registry
 from ..store._store import Store
 from ._digestset import DigestSet
 from ._hamming import HammingIndex, SearchHits, brute_force_search
+from ._vectors import VectorIndex
 
 __all__ = ["IndexFiles"]
 
@@ -67,6 +68,9 @@ _FILE_RE = re.compile(r"[a-z][a-z0-9_]*\.v[0-9]+\.idx")
 _MAX_DELTA = 50_000
 _DELTA_FRACTION = 0.05
 _MIN_REBUILD = 1_024
+#: Vector types keep their delta's values in memory (a TMK value is ~260 KB): rebuild sooner.
+_MIN_REBUILD_VECTOR = 32
+_NO_CODES = np.empty((0, 0), np.uint8)
 GRACE_SECONDS = 60.0
 
 
@@ -96,13 +100,15 @@ class _DigestBase:
         return len(self._set)
 
 
+_FILE_KINDS = {
+    IndexKind.HAMMING: "hamming",
+    IndexKind.DIGEST: "digestset",
+    IndexKind.VECTOR: "vector",
+}
+
+
 def _index_kind(hash_type: str) -> str:
-    kind = registry.get(hash_type).index_kind
-    if kind is IndexKind.HAMMING:
-        return "hamming"
-    if kind is IndexKind.DIGEST:
-        return "digestset"
-    raise IndexFileError(f"{hash_type}: no index file kind for {kind.value} hash types yet")
+    return _FILE_KINDS[registry.get(hash_type).index_kind]
 
 
 def _build_file(
@@ -114,12 +120,40 @@ def _build_file(
         HammingIndex.build(codes, ids, path)
 
 
-def _open_file(kind: str, path: Path) -> _Base:
+def _open_file(kind: str, path: Path, hash_type: str | None = None) -> _Base:
     if kind == "digestset":
         return _DigestBase(DigestSet.open(path))
     if kind == "hamming":
         return HammingIndex.open(path)
+    if kind == "vector" and hash_type is not None and hash_type in registry:
+        return _VectorBase(VectorIndex.open(registry.get(hash_type), path))
     raise IndexFileError(f"index file {path} has unknown kind {kind!r}")
+
+
+class _VectorBase:
+    """A ``VectorIndex`` file in the state of a vector type (searched by the type itself)."""
+
+    def __init__(self, index: VectorIndex) -> None:
+        self.index = index
+
+    def search(self, queries: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
+        raise IndexFileError("a vector index is searched with search_values")
+
+    def verify(self) -> None:
+        self.index.verify()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class ValueHit:
+    """A vector type's match: which query value, which entry, how close, and why."""
+
+    query: int
+    entry_id: int
+    measure: float
+    evidence: Mapping[str, float | int | str]
 
 
 @dataclass(frozen=True)
@@ -133,6 +167,7 @@ class _TypeState:
     added_codes: npt.NDArray[np.uint8]
     removed_ids: npt.NDArray[np.int64]  # sorted
     exact: dict[bytes, list[int]] | None = None  # added entries by value, for exact types
+    added_vectors: VectorIndex | None = None  # added entries of a vector type, searched exactly
 
     def search_added(self, queries: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
         if self.exact is None:
@@ -152,7 +187,8 @@ class _TypeState:
     def needs_build(self) -> bool:
         if self.base is None:
             return bool(self.added_ids.shape[0] > 0)
-        limit = max(_MIN_REBUILD, min(_MAX_DELTA, _DELTA_FRACTION * len(self.base)))
+        smallest = _MIN_REBUILD_VECTOR if self.added_vectors is not None else _MIN_REBUILD
+        limit = max(smallest, min(_MAX_DELTA, _DELTA_FRACTION * len(self.base)))
         return self.delta_size > limit
 
 
@@ -244,7 +280,7 @@ class IndexFiles:
         """
         ht = registry.get(hash_type)
         queries = np.asarray(codes)
-        nbytes = ht.bits // 8
+        nbytes = ht.code_bytes
         if queries.dtype != np.uint8 or queries.ndim != 2 or queries.shape[1] != nbytes:
             raise InvalidHashError(
                 f"{hash_type} queries must be a (q, {nbytes}) uint8 array, got "
@@ -270,6 +306,38 @@ class IndexFiles:
         if ts.added_ids.shape[0]:
             parts.append(ts.search_added(queries, int(max_distance)))
         return _merge(parts)
+
+    def search_values(
+        self,
+        hash_type: str,
+        queries: Sequence[str],
+        shortlist: float,
+        *,
+        _state: _State | None = None,
+    ) -> list[ValueHit]:
+        """Every live entry of a ``VECTOR`` type that the type's own search confirms for one of
+        ``queries`` (canonical values), shortlisting at ``shortlist``."""
+        ht = registry.get(hash_type)
+        if ht.index_kind is not IndexKind.VECTOR:
+            raise ConfigError(f"{hash_type} is not a vector hash type")
+        state = _state if _state is not None else self._current_state()
+        ts = state.types.get(hash_type)
+        if ts is None or not queries:
+            return []
+        out: list[ValueHit] = []
+        sources: list[tuple[VectorIndex, npt.NDArray[np.int64]]] = []
+        if isinstance(ts.base, _VectorBase):
+            sources.append((ts.base.index, ts.removed_ids))
+        if ts.added_vectors is not None:
+            sources.append((ts.added_vectors, np.empty(0, np.int64)))
+        for index, removed in sources:
+            for number, query in enumerate(queries):
+                for hit in ht.search(index, query, shortlist):
+                    entry_id = int(index.ids[hit.row])
+                    if removed.shape[0] and np.isin(entry_id, removed):
+                        continue
+                    out.append(ValueHit(number, entry_id, hit.measure, hit.evidence))
+        return out
 
     def _current_state(self) -> _State:
         state = self._state
@@ -313,6 +381,9 @@ class IndexFiles:
         return _State(version, mstat, types)
 
     def _load_type(self, hash_type: str, entry: Any, version: int) -> _TypeState:
+        ht = registry.get(hash_type)
+        if ht.index_kind is IndexKind.VECTOR:
+            return self._load_vector_type(ht, entry, version)
         state = self._load_type_arrays(hash_type, entry, version)
         if registry.get(hash_type).is_exact and state.added_ids.shape[0]:
             exact: dict[bytes, list[int]] = {}
@@ -322,22 +393,7 @@ class IndexFiles:
         return state
 
     def _load_type_arrays(self, hash_type: str, entry: Any, version: int) -> _TypeState:
-        base: _Base | None = None
-        base_file: str | None = None
-        base_version = 0
-        if isinstance(entry, dict):
-            try:
-                base_file = str(entry["file"])
-                base_version = int(entry["version"])
-                if not _FILE_RE.fullmatch(base_file) or base_version > version:
-                    raise IndexFileError(f"manifest entry for {hash_type} is not valid")
-                base = self._opened.get(base_file)
-                if base is None:
-                    base = _open_file(str(entry["kind"]), self._dir / base_file)
-                if len(base) != int(entry["count"]):
-                    raise IndexFileError(f"index file {base_file} does not match the manifest")
-            except (UploadScanError, OSError, KeyError, TypeError, ValueError):
-                base, base_file, base_version = None, None, 0
+        base, base_file, base_version = self._open_base(hash_type, entry, version)
         if base is not None:
             try:
                 added, codes, removed = self._store.changes(hash_type, base_version, version)
@@ -346,6 +402,41 @@ class IndexFiles:
                 pass
         ids, codes = self._store.snapshot(hash_type, version)
         return _TypeState(None, None, version, ids, codes, np.empty(0, np.int64))
+
+    def _load_vector_type(self, ht: HashType, entry: Any, version: int) -> _TypeState:
+        base, base_file, base_version = self._open_base(ht.name, entry, version)
+        if base is not None:
+            try:
+                added, values, removed = self._store.changes_values(ht.name, base_version, version)
+                delta = VectorIndex.in_memory(ht, added, values) if values else None
+                return _TypeState(
+                    base, base_file, base_version, added, _NO_CODES, np.sort(removed), None, delta
+                )
+            except DeltaUnavailableError:
+                pass
+        ids, values = self._store.snapshot_values(ht.name, version)
+        delta = VectorIndex.in_memory(ht, ids, values) if values else None
+        return _TypeState(None, None, version, ids, _NO_CODES, np.empty(0, np.int64), None, delta)
+
+    def _open_base(
+        self, hash_type: str, entry: Any, version: int
+    ) -> tuple[_Base | None, str | None, int]:
+        """The base file the manifest names for ``hash_type``, if it opens and agrees."""
+        if not isinstance(entry, dict):
+            return None, None, 0
+        try:
+            base_file = str(entry["file"])
+            base_version = int(entry["version"])
+            if not _FILE_RE.fullmatch(base_file) or base_version > version:
+                raise IndexFileError(f"manifest entry for {hash_type} is not valid")
+            base = self._opened.get(base_file)
+            if base is None:
+                base = _open_file(str(entry["kind"]), self._dir / base_file, hash_type)
+            if len(base) != int(entry["count"]):
+                raise IndexFileError(f"index file {base_file} does not match the manifest")
+        except (UploadScanError, OSError, KeyError, TypeError, ValueError):
+            return None, None, 0
+        return base, base_file, base_version
 
     def _read_manifest(self) -> tuple[dict[str, Any], tuple[int, int, int] | None]:
         path = self._dir / MANIFEST_NAME
@@ -377,10 +468,14 @@ class IndexFiles:
                 current = self._load_type(name, types.get(name), version)
                 if not current.needs_build():
                     continue  # another process built it while we waited for the lock
-                ids, codes = self._store.snapshot(name, version)
                 kind = _index_kind(name)
                 file_name = f"{name}.v{version}.idx"
-                _build_file(kind, codes, ids, self._dir / file_name)
+                if kind == "vector":
+                    ids, values = self._store.snapshot_values(name, version)
+                    VectorIndex.build(registry.get(name), ids, values, self._dir / file_name)
+                else:
+                    ids, codes = self._store.snapshot(name, version)
+                    _build_file(kind, codes, ids, self._dir / file_name)
                 old = types.get(name)
                 if isinstance(old, dict) and old.get("file") not in (None, file_name):
                     retired[str(old["file"])] = now
@@ -479,6 +574,11 @@ class IndexView:
 
     def search(self, hash_type: str, codes: npt.NDArray[np.uint8], max_distance: int) -> SearchHits:
         return self.matcher.search(hash_type, codes, max_distance, _state=self.state)
+
+    def search_values(
+        self, hash_type: str, queries: Sequence[str], shortlist: float
+    ) -> list[ValueHit]:
+        return self.matcher.search_values(hash_type, queries, shortlist, _state=self.state)
 
 
 def check_index_files(store: Store, index_dir: Path) -> list[str]:

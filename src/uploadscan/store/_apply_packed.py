@@ -63,7 +63,7 @@ def apply_packed(
     def apply_type(
         conn: sqlite3.Connection, list_id: int, hash_type: str, version: int, replace: bool
     ) -> tuple[int, int, int]:
-        nbytes = registry.get(hash_type).bits // 8
+        nbytes = registry.get(hash_type).code_bytes
         group = groups.get(hash_type) or PackedGroup(
             np.empty((0, nbytes), np.uint8), np.empty(0, np.int32), []
         )

@@ -30,7 +30,21 @@ _PAGE = 1000
 def snapshot(
     conn: sqlite3.Connection, path: Path, hash_type: str, version: int | None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    nbytes = registry.get(hash_type).bits // 8
+    nbytes = registry.get(hash_type).code_bytes
+    return _to_arrays(_snapshot_rows(conn, path, hash_type, version), nbytes)
+
+
+def snapshot_values(
+    conn: sqlite3.Connection, path: Path, hash_type: str, version: int | None
+) -> tuple[npt.NDArray[np.int64], list[bytes]]:
+    """Like ``snapshot`` for types whose stored values vary in size (vector types)."""
+    rows = _snapshot_rows(conn, path, hash_type, version)
+    return _ids(rows), [bytes(r[1]) for r in rows]
+
+
+def _snapshot_rows(
+    conn: sqlite3.Connection, path: Path, hash_type: str, version: int | None
+) -> list[tuple[int, bytes]]:
     conn.execute("BEGIN")
     try:
         if version is None:
@@ -45,13 +59,29 @@ def snapshot(
         ).fetchall()
     finally:
         conn.execute("COMMIT")
-    return _to_arrays(rows, nbytes)
+    return rows
 
 
 def changes(
     conn: sqlite3.Connection, path: Path, hash_type: str, since: int, upto: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    nbytes = registry.get(hash_type).bits // 8
+    nbytes = registry.get(hash_type).code_bytes
+    added, removed = _change_rows(conn, path, hash_type, since, upto)
+    ids, codes = _to_arrays(added, nbytes)
+    return ids, codes, removed
+
+
+def changes_values(
+    conn: sqlite3.Connection, path: Path, hash_type: str, since: int, upto: int
+) -> tuple[npt.NDArray[np.int64], list[bytes], npt.NDArray[np.int64]]:
+    """Like ``changes`` for types whose stored values vary in size (vector types)."""
+    added, removed = _change_rows(conn, path, hash_type, since, upto)
+    return _ids(added), [bytes(r[1]) for r in added], removed
+
+
+def _change_rows(
+    conn: sqlite3.Connection, path: Path, hash_type: str, since: int, upto: int
+) -> tuple[list[tuple[int, bytes]], npt.NDArray[np.int64]]:
     conn.execute("BEGIN")
     try:
         _check_retained(conn, path, since)
@@ -68,8 +98,7 @@ def changes(
         ).fetchall()
     finally:
         conn.execute("COMMIT")
-    ids, codes = _to_arrays(added, nbytes)
-    return ids, codes, np.array([r[0] for r in removed], dtype=np.int64)
+    return added, np.array([r[0] for r in removed], dtype=np.int64)
 
 
 def by_id(
@@ -156,12 +185,15 @@ def _check_retained(conn: sqlite3.Connection, path: Path, since: int) -> None:
         )
 
 
+def _ids(rows: list[tuple[int, bytes]]) -> npt.NDArray[np.int64]:
+    return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+
 def _to_arrays(
     rows: list[tuple[int, bytes]], nbytes: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(-1, nbytes)
-    return ids, codes
+    return _ids(rows), codes
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

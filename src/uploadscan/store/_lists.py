@@ -211,13 +211,13 @@ class ListSettings:
 
 def _declared_settings() -> dict[str, HashType]:
     """Setting name to the registered hash type that declares it (thresholds, bands)."""
+    from ..hashing._protocol import declared_settings
     from ..hashing._registry import registry
 
     out: dict[str, HashType] = {}
     for hash_type in registry:
-        for setting in (hash_type.threshold_setting, hash_type.review_band_setting):
-            if setting is not None:
-                out[setting] = hash_type
+        for setting in declared_settings(hash_type):
+            out[setting] = hash_type
     return out
 
 

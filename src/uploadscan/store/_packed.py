@@ -102,7 +102,7 @@ class PackedUpserts:
 
 def _group(list_name: str, hash_type: str, runs: list[PackedRun]) -> PackedGroup:
     ht = registry.get(hash_type)
-    nbytes = ht.bits // 8
+    nbytes = ht.code_bytes
     labels_json: dict[str, int] = {}
     classes = []
     for run in runs:

@@ -337,6 +337,20 @@ class Store:
         ``DeltaUnavailableError`` if ``compact`` purged tombstones the range needs."""
         return _entries.changes(self._conn(), self._path, hash_type, since_version, upto_version)
 
+    def snapshot_values(
+        self, hash_type: str, version: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], list[bytes]]:
+        """``snapshot`` for types whose values vary in size: ids and the stored bytes."""
+        return _entries.snapshot_values(self._conn(), self._path, hash_type, version)
+
+    def changes_values(
+        self, hash_type: str, since_version: int, upto_version: int
+    ) -> tuple[npt.NDArray[np.int64], list[bytes], npt.NDArray[np.int64]]:
+        """``changes`` for types whose values vary in size."""
+        return _entries.changes_values(
+            self._conn(), self._path, hash_type, since_version, upto_version
+        )
+
     def entries(self, ids: Iterable[int], at_version: int | None = None) -> dict[int, Entry]:
         """Entries by id, live now or (``at_version``) live at that store version; ids of
         removed or unknown entries are simply absent."""
