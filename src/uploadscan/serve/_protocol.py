@@ -145,6 +145,7 @@ class ServiceProtocol(H11Protocol):
             if scope["type"] != "http" or (len(connections) < limit and len(tasks) <= limit):
                 await app(scope, receive, send)
                 return
+            log.warning("over the connection limit (%d): answered 503", limit)
             body = json_error_bytes(
                 "saturated", f"the service has {limit} connections open; retry shortly"
             )
