@@ -8,6 +8,7 @@ policy -> JSON.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -29,7 +30,8 @@ from hypothesis import strategies as st
 
 from uploadscan import ConfigError, Scanner
 from uploadscan.serve import create_app
-from uploadscan.serve._run import check_bind, is_loopback
+from uploadscan.serve._run import check_bind, is_loopback, uvicorn_config
+from uploadscan.serve._settings import ServeSettings
 from uploadscan.store._lists import EntryUpsert, ListSettings
 
 BLOCKED_PDQ_IMAGE = "kodak/kodim01.png"  # listed by its reference PDQ
@@ -69,12 +71,15 @@ class Running:
         assert not self.thread.is_alive()
 
 
-def start(app: Any) -> Running:
+def start(app: Any, **config_options: Any) -> Running:
+    """Run ``app`` as ``uploadscan serve`` runs it (same uvicorn configuration and connection
+    handling), on a free loopback port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on")
+    options = {"log_level": "warning", **config_options}
+    config = uvicorn_config(app, app.state.service.settings, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -111,8 +116,10 @@ def home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
 def server_factory(home: Path) -> Iterator[Callable[..., Running]]:
     running: list[Running] = []
 
-    def make(app_home: Path | None = None, **options: Any) -> Running:
-        r = start(create_app(app_home or home, **options))
+    def make(
+        app_home: Path | None = None, config: dict[str, Any] | None = None, **options: Any
+    ) -> Running:
+        r = start(create_app(app_home or home, **options), **(config or {}))
         running.append(r)
         return r
 
@@ -206,6 +213,24 @@ def test_scan_multipart_without_file_field_is_400(client: httpx.Client) -> None:
     assert "'file'" in r.json()["message"]
 
 
+@pytest.mark.parametrize("blocked_first", [False, True])
+def test_scan_multipart_with_two_file_fields_is_refused(
+    client: httpx.Client, data_dir: Path, blocked_first: bool
+) -> None:
+    # One request is one upload with one verdict: a second `file` field is refused, whatever
+    # its place, rather than scanned or ignored (a benign first part must not carry the rest).
+    parts = [
+        ("file", ("a.png", image(data_dir, CLEAN_IMAGE), "image/png")),
+        ("file", ("b.png", image(data_dir, BLOCKED_PDQ_IMAGE), "image/png")),
+    ]
+    if blocked_first:
+        parts.reverse()
+    r = client.post("/v1/scan", files=parts)
+    assert r.status_code == 400
+    assert r.json()["error"] == "multiple_files"
+    assert "'file'" in r.json()["message"]
+
+
 # ---------------------------------------------------------------------- /v1/lookup
 
 
@@ -245,6 +270,16 @@ def test_lookup_rejects_bad_bodies(client: httpx.Client, body: Any, code: str, n
     assert needle in r.json()["message"]
 
 
+def test_lookup_deeply_nested_json_is_400(client: httpx.Client) -> None:
+    depth = 100_000  # 200 kB, well under the body limit
+    for body in (b"[" * depth + b"]" * depth, b'{"pdq": ' + b"[" * depth + b"]" * depth + b"}"):
+        r = client.post("/v1/lookup", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text[:200]
+        assert r.json()["error"] == "bad_json"
+        assert "nested too deeply" in r.json()["message"]
+    assert client.get("/health").status_code == 200
+
+
 def test_lookup_rejects_invalid_json(client: httpx.Client) -> None:
     r = client.post("/v1/lookup", content=b"{not json")
     assert r.status_code == 400
@@ -273,16 +308,66 @@ def test_pictrs_accepts_clean_and_refuses_blocked(client: httpx.Client, data_dir
     assert body["verdict"]["action"] == "block"
 
 
-def test_pictrs_review_accepted_by_default(client: httpx.Client, data_dir: Path) -> None:
+#: JPEG magic and then nothing decodable: media that cannot be hashed.
+CORRUPT_JPEG = b"\xff\xd8\xff\xe0" + b"not an image at all" * 10
+#: No magic of any media type: bytes that are not media.
+NOT_MEDIA = b"this is not an image at all" * 10
+
+
+def test_pictrs_refuses_review_and_unseen_bytes_by_default(
+    client: httpx.Client, data_dir: Path
+) -> None:
+    # pict-rs publishes whatever it is told to keep: nothing a moderator has not seen.
     r = client.post("/v1/pictrs/validate", content=image(data_dir, REVIEW_IMAGE))
-    assert 200 <= r.status_code < 300
-    assert r.json()["action"] == "review"
+    assert r.status_code == 451
+    assert r.json()["error"] == "review"
+    assert r.json()["verdict"]["action"] == "review"
+    # pict-rs has decoded these as media; bytes we cannot see as media were matched on their
+    # exact hashes only, which is incomplete matching: the fail mode, so refused.
+    r = client.post("/v1/pictrs/validate", content=NOT_MEDIA, headers={"Content-Type": "image/png"})
+    assert r.status_code == 451, r.text
+    verdict = r.json()["verdict"]
+    assert verdict["action"] == "review"
+    assert any("not media" in reason for reason in verdict["reasons"])
+    r = client.post("/v1/pictrs/validate", content=CORRUPT_JPEG)
+    assert r.status_code == 451
+    assert r.json()["verdict"]["errors"]
+    # /v1/scan keeps the library's own rule: bytes that are not media are allowed there.
+    assert client.post("/v1/scan", content=NOT_MEDIA).json()["action"] == "allow"
 
 
-def test_pictrs_refusal_status_and_review_refusal_configurable(
+def test_pictrs_review_accept_publishes_review_uploads(
     server_factory: Callable[..., Running], data_dir: Path
 ) -> None:
-    s = server_factory(refusal_status=403, review_accepts=False)
+    s = server_factory(pictrs_review="accept")
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        r = c.post("/v1/pictrs/validate", content=image(data_dir, REVIEW_IMAGE))
+        assert r.status_code == 200
+        assert r.json()["action"] == "review"
+        r = c.post("/v1/pictrs/validate", content=CORRUPT_JPEG)
+        assert (r.status_code, r.json()["action"]) == (200, "review")
+        r = c.post("/v1/pictrs/validate", content=image(data_dir, BLOCKED_PDQ_IMAGE))
+        assert r.status_code == 451
+
+
+def test_pictrs_unseen_bytes_follow_the_fail_mode(
+    server_factory: Callable[..., Running],
+) -> None:
+    s = server_factory(fail_mode="allow")
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        for body in (NOT_MEDIA, CORRUPT_JPEG):
+            r = c.post("/v1/pictrs/validate", content=body)
+            assert (r.status_code, r.json()["action"]) == (200, "allow")
+    s = server_factory(fail_mode="block")
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        r = c.post("/v1/pictrs/validate", content=NOT_MEDIA)
+        assert (r.status_code, r.json()["error"]) == (451, "blocked")
+
+
+def test_pictrs_refusal_status_configurable(
+    server_factory: Callable[..., Running], data_dir: Path
+) -> None:
+    s = server_factory(refusal_status=403)
     with httpx.Client(base_url=s.url, timeout=30) as c:
         r = c.post("/v1/pictrs/validate", content=image(data_dir, REVIEW_IMAGE))
         assert r.status_code == 403
@@ -495,6 +580,148 @@ def test_slow_body_times_out_408(server_factory: Callable[..., Running]) -> None
         assert r.json()["error"] == "timeout"
 
 
+# ---------------------------------------------------------------------- slow senders
+
+
+def _port(server: Running) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def _read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes the connection (AssertionError if it does
+    not within ``timeout`` seconds)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open: {data[:200]!r}") from None
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def _json_body(response: bytes) -> Any:
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), head
+    return json.loads(body)
+
+
+def test_slow_senders_cannot_hold_the_request_slots(
+    server_factory: Callable[..., Running], data_dir: Path
+) -> None:
+    # The default settings: 32 request slots, a 60 s request timeout. 32 clients that trickle
+    # their bodies take every slot; they must lose them within the receive deadline, not the
+    # request timeout, and legitimate scans must get through.
+    s = server_factory()
+    settings = ServeSettings(home=".")
+    slots, grace = settings.max_concurrency, settings.receive_timeout
+    assert grace < settings.request_timeout / 4
+    head = (
+        b"POST /v1/scan HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+    )
+    slow = [socket.create_connection(("127.0.0.1", _port(s)), timeout=30) for _ in range(slots)]
+    stop = threading.Event()
+
+    def trickle() -> None:  # one byte per client every 0.2 s: 5 B/s
+        while not stop.is_set():
+            for sock in slow:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"x")
+            stop.wait(0.2)
+
+    try:
+        for sock in slow:
+            sock.sendall(head + b"x" * 100)
+        started = time.monotonic()
+        trickler = threading.Thread(target=trickle, daemon=True)
+        trickler.start()
+        data = image(data_dir, CLEAN_IMAGE)
+        with httpx.Client(base_url=s.url, timeout=30) as c:
+            deadline = time.monotonic() + 10
+            while _gauge(c.get("/metrics").text, "uploadscan_in_flight_requests") < slots + 1:
+                assert time.monotonic() < deadline, "the slow clients never arrived"
+                time.sleep(0.05)
+            r = c.post("/v1/scan", content=data)
+            assert (r.status_code, r.json()["error"]) == (503, "saturated")  # slots all held
+            while (r := c.post("/v1/scan", content=data)).status_code == 503:
+                assert time.monotonic() - started < grace + 10, "slow senders still hold slots"
+                time.sleep(0.2)
+            waited = time.monotonic() - started
+            assert r.status_code == 200
+            assert r.json()["action"] == "allow"
+            assert waited < settings.request_timeout / 2
+        stop.set()
+        for sock in slow:
+            answer = _read_until_closed(sock, 10)
+            assert answer.startswith(b"HTTP/1.1 408 ")
+            assert b"connection: close" in answer.lower()
+            body = _json_body(answer)
+            assert body["error"] == "too_slow"
+            assert "KiB/s" in body["message"]
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+
+
+def test_slow_request_headers_are_cut_off(server_factory: Callable[..., Running]) -> None:
+    s = server_factory(receive_timeout=1.0)
+    address = ("127.0.0.1", _port(s))
+    with (
+        socket.create_connection(address) as headers_trickled,
+        socket.create_connection(address) as silent,
+    ):
+        started = time.monotonic()
+        headers_trickled.sendall(b"POST /v1/scan HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for _ in range(3):
+            headers_trickled.sendall(b"X-Slow: a\r\n")
+            time.sleep(0.2)
+        answer = _read_until_closed(headers_trickled, 5)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert _json_body(answer)["error"] == "timeout"
+        assert time.monotonic() - started < 4
+        assert _read_until_closed(silent, 5) == b""  # opened and never used: closed
+
+    # A kept-alive connection: the deadline starts again with the next request's first byte.
+    with socket.create_connection(address) as kept_alive:
+        kept_alive.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        kept_alive.settimeout(5)
+        first = b""
+        while not first.endswith(b'{"status":"ok"}'):
+            first += kept_alive.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        time.sleep(0.5)
+        kept_alive.sendall(b"GET /health HTTP/1.1\r\n")
+        started = time.monotonic()
+        answer = _read_until_closed(kept_alive, 5)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert 0.5 < time.monotonic() - started < 4
+    with httpx.Client(base_url=s.url, timeout=30) as c:  # prompt clients are unaffected
+        assert c.get("/health").status_code == 200
+
+
+def test_client_gone_mid_body_is_counted_not_an_internal_error(client: httpx.Client) -> None:
+    def count(text: str, needle: str) -> float:
+        return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if needle in x)
+
+    before = client.get("/metrics").text
+    with socket.create_connection(("127.0.0.1", int(client.base_url.port or 0))) as sock:
+        sock.sendall(b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    rejected = 'uploadscan_rejected_requests_total{reason="disconnected"'
+    while count(client.get("/metrics").text, rejected) == count(before, rejected):
+        assert time.monotonic() < deadline, "the disconnect was not counted"
+        time.sleep(0.05)
+    after = client.get("/metrics").text
+    internal, gone = 'route="/v1/scan",status="500"', 'route="/v1/scan",status="499"'
+    assert count(after, internal) == count(before, internal)
+    assert count(after, gone) == count(before, gone) + 1
+
+
 # ---------------------------------------------------------------------- health, ready, metrics
 
 
@@ -503,30 +730,62 @@ def test_health_and_ready(client: httpx.Client) -> None:
     r = client.get("/ready")
     assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "ready"
+    assert (body["status"], body["problems"]) == ("ready", [])
     assert {x["name"]: x["entry_count"] for x in body["lists"]} == {"blocked": 2, "watch": 1}
+    assert {x["sync_state"] for x in body["lists"]} == {"current"}
     assert body["store_version"] >= max(x["version"] for x in body["lists"])
 
 
-def test_ready_503_when_a_list_is_older_than_its_max_age(
-    server_factory: Callable[..., Running], tmp_path: Path, data_dir: Path
+def _problems(c: httpx.Client) -> tuple[int, list[tuple[str | None, str]]]:
+    r = c.get("/ready")
+    body = r.json()
+    assert body["status"] == ("ready" if r.status_code == 200 else "not_ready"), body
+    return r.status_code, [(p["list"], p["state"]) for p in body["problems"]]
+
+
+def test_ready_503_without_any_list(server_factory: Callable[..., Running], tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "empty")
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        assert _problems(c) == (503, [(None, "no_lists")])
+        assert "no hash lists" in c.get("/ready").json()["problems"][0]["message"]
+        assert c.get("/health").status_code == 200
+
+
+def test_ready_503_while_a_block_or_review_list_is_never_synced_or_stale(
+    server_factory: Callable[..., Running], tmp_path: Path
 ) -> None:
-    with Scanner.open(tmp_path) as scanner:
-        scanner.add_list("feed", kind="block", settings={"max_age_seconds": 3600})
-        scanner.store.apply_batch("feed", [EntryUpsert("md5", "1" * 32)])  # marks it synced
-        s = server_factory(tmp_path)
+    feed = tmp_path / "feed.txt"
+    feed.write_text("md5 " + "1" * 32 + "\n")
+    home = tmp_path / "home"
+    with Scanner.open(home) as scanner:
+        scanner.add_list("feed", kind="block", source=str(feed))
+        scanner.add_list("watch", kind="review", source=str(feed))
+        scanner.add_list("trusted", kind="allow", source=str(feed))  # allow lists never count
+        scanner.add_list("optional", kind="block", source=str(feed), settings={"warn_only": True})
+        s = server_factory(home)
         with httpx.Client(base_url=s.url, timeout=30) as c:
-            r = c.get("/ready")
-            assert r.status_code == 200, r.text
-            assert r.json()["lists"][0]["stale"] is False
-            scanner.store.update_settings("feed", ListSettings(max_age_seconds=0.2))
+            # Nothing synced yet: every verdict would take the fail mode.
+            assert _problems(c) == (503, [("feed", "never_synced"), ("watch", "never_synced")])
+            body = c.get("/ready").json()
+            assert body["warnings"] == ["list optional has never completed a sync (warn only)"]
+            assert "fail mode" in body["problems"][0]["message"]
+            verdict = c.post("/v1/lookup", json={"md5": "2" * 32}).json()
+            assert verdict["action"] == "review"  # the verdicts agree with /ready
+
+            assert all(result.ok for result in scanner.sync(["feed"]))
+            assert _problems(c) == (503, [("watch", "never_synced")])
+            assert all(result.ok for result in scanner.sync())
+            assert _problems(c) == (200, [])
+            states = {x["name"]: x["sync_state"] for x in c.get("/ready").json()["lists"]}
+            assert set(states.values()) == {"current"}
+
+            scanner.store.update_settings("watch", ListSettings(max_age_seconds=0.2))
             time.sleep(0.4)
-            r = c.get("/ready")
-            assert r.status_code == 503
-            body = r.json()
-            assert body["status"] == "stale"
-            assert body["stale_lists"] == ["feed"]
-            assert body["lists"][0]["age_seconds"] > 0.2
+            assert _problems(c) == (503, [("watch", "stale")])
+            [watch] = [x for x in c.get("/ready").json()["lists"] if x["name"] == "watch"]
+            assert watch["sync_state"] == "stale"
+            assert watch["max_age_seconds"] == 0.2
+            assert watch["age_seconds"] > 0.2
             assert c.get("/health").status_code == 200
 
 
@@ -550,6 +809,104 @@ def test_metrics_count_verdicts_and_latency(client: httpx.Client, data_dir: Path
     ]
     assert float(inf.rsplit(" ", 1)[1]) >= 1
     assert "uploadscan_in_flight_requests{" in text
+
+
+# ---------------------------------------------------------------------- errors are JSON
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nope", 404, "not_found"),
+        ("POST", "/v1/nope", 404, "not_found"),
+        ("GET", "/v1/scan", 405, "method_not_allowed"),
+        ("DELETE", "/v1/lookup", 405, "method_not_allowed"),
+        ("POST", "/health", 405, "method_not_allowed"),
+    ],
+)
+def test_unknown_routes_and_methods_are_json_errors(
+    client: httpx.Client, method: str, path: str, status: int, code: str
+) -> None:
+    r = client.request(method, path)
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"] == code
+    assert path in r.json()["message"]
+    if status == 405:
+        assert method not in r.headers["allow"]
+
+
+def test_hma_paths_answer_errors_in_hma_shape(client: httpx.Client) -> None:
+    for r in (client.get("/m/nope"), client.post("/m/lookup")):
+        assert r.status_code in (404, 405)
+        assert list(r.json()) == ["message"]
+
+
+def test_errors_before_the_app_are_json(server_factory: Callable[..., Running]) -> None:
+    s = server_factory(config={"limit_concurrency": 3})
+    address = ("127.0.0.1", _port(s))
+    with socket.create_connection(address) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = _read_until_closed(sock, 5)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert _json_body(answer)["error"] == "bad_request"
+    # Over uvicorn's connection limit: the 503 it answers before the app runs.
+    idle = [socket.create_connection(address) for _ in range(3)]
+    try:
+        with httpx.Client(base_url=s.url, timeout=30) as c:
+            r = c.get("/health")
+            assert r.status_code == 503
+            assert r.json()["error"] == "saturated"
+            assert r.headers["retry-after"] == "1"
+    finally:
+        for sock in idle:
+            sock.close()
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        deadline = time.monotonic() + 5
+        while c.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- the audit log
+
+
+def test_lookups_are_recorded_as_lookups_and_as_answered(
+    server_factory: Callable[..., Running], tmp_path: Path, data_dir: Path
+) -> None:
+    home = build_home(tmp_path / "home", data_dir)
+    s = server_factory(home)
+    pdq = table_pdq(data_dir, BLOCKED_PDQ_IMAGE)
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        assert (
+            c.post("/v1/scan", content=image(data_dir, BLOCKED_PDQ_IMAGE)).json()["action"]
+            == "block"
+        )
+        assert c.post("/v1/lookup", json={"pdq": pdq}).json()["action"] == "block"
+        hma = {"signal": pdq, "signal_type": "pdq"}
+        assert list(c.get("/m/lookup", params=hma).json()) == ["blocked"]
+        # Restricted to lists the hash is not on: answered {}, so recorded as no match.
+        assert c.get("/m/lookup", params={**hma, "banks": "watch"}).json() == {}
+        assert c.get("/m/lookup", params={**hma, "banks": "no-such-bank"}).json() == {}
+        r = c.get("/m/lookup", params={**hma, "banks": "blocked,no-such-bank"})
+        assert list(r.json()) == ["blocked"]
+
+    report = subprocess.run(
+        [sys.executable, "-m", "uploadscan.cli", "report", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    counts = json.loads(report.stdout)
+    assert counts["by_origin"]["upload"] == 1
+    assert counts["by_origin"]["lookup"] == 5
+    assert counts["total"] == 1  # uploads only: lookups are not flagged uploads
+    assert counts["by_action"] == {"allow": 0, "review": 0, "block": 1}
+    assert counts["lookups"] == {"allow": 2, "review": 0, "block": 3}
+    with Scanner.open(home, audit=False) as scanner:
+        lookups = [d for d in scanner.store.decisions() if d.origin.value == "lookup"]
+    restricted = [d for d in lookups if d.action.value == "allow"]
+    assert [d.matches for d in restricted] == [(), ()]
 
 
 # ---------------------------------------------------------------------- workers

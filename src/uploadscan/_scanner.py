@@ -127,6 +127,7 @@ class Scanner:
         filename: str | None = None,
         strict: bool | None = None,
         content_id: str | None = None,
+        non_media: Action | str | None = None,
     ) -> Verdict:
         """Hash ``media`` (bytes, a path, or a binary file object) and match it.
 
@@ -138,6 +139,8 @@ class Scanner:
         ``content_id`` (opt-in) records the id with the hashes just computed in the
         published-content record, so lists synced later can be matched against it
         (``uploadscan retro``); PDQ is then computed even if no list holds PDQ yet.
+        ``non_media`` overrides the settings' action for bytes that are not media, for callers
+        that know the upload is media (pict-rs has already decoded it): they pass the fail mode.
         """
         self._check_open()
         if content_id is not None:
@@ -152,7 +155,10 @@ class Scanner:
         )
         if hashed.error is not None and strict:
             raise hashed.error
-        verdict = _judge_upload(self, hashed, started, filename)
+        not_media_action = (
+            self._settings.non_media if non_media is None else Action.parse(non_media)
+        )
+        verdict = _judge_upload(self, hashed, started, filename, not_media_action)
         if content_id is not None:
             self._published_sink().add(PublishedItem.from_scan(content_id, hashed, verdict.created))
         return verdict
@@ -262,7 +268,11 @@ _RECORDED_TYPES = frozenset({"pdq"})
 
 
 def _judge_upload(
-    scanner: Scanner, hashed: UploadHashes, started: float, filename: str | None
+    scanner: Scanner,
+    hashed: UploadHashes,
+    started: float,
+    filename: str | None,
+    non_media: Action,
 ) -> Verdict:
     settings = scanner._settings
     result = hashed.result
@@ -277,7 +287,7 @@ def _judge_upload(
         lists,
         hashes=result.hashes(),
         fail_mode=settings.fail_mode,
-        non_media=settings.non_media if not hashed.is_media and hashed.error is None else None,
+        non_media=non_media if not hashed.is_media and hashed.error is None else None,
         errors=errors,
         error_prefix=filename,
         media_type=result.media_type,

@@ -12,6 +12,7 @@ from typing import Any
 
 from .._action import Action
 from .._settings import ScannerSettings
+from ..serve._settings import DEFAULT_MIN_RECEIVE_RATE, DEFAULT_RECEIVE_TIMEOUT, PictrsReview
 
 TOKEN_ENV = "UPLOADSCAN_TOKEN"
 
@@ -63,15 +64,41 @@ def register(subparsers: Any) -> None:
         help="seconds to receive and scan one request (default: %(default)s)",
     )
     parser.add_argument(
+        "--receive-timeout",
+        type=float,
+        default=DEFAULT_RECEIVE_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds for a connection's request headers and for a body to start arriving "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-receive-rate",
+        type=float,
+        default=DEFAULT_MIN_RECEIVE_RATE / 1024,
+        metavar="KIB_PER_S",
+        help="after --receive-timeout, bodies arriving slower than this on average get 408 "
+        "(default: %(default)g KiB/s)",
+    )
+    parser.add_argument(
         "--refusal-status",
         type=int,
         default=451,
         help="status for uploads the pict-rs endpoint refuses (default: %(default)s)",
     )
     parser.add_argument(
+        "--pictrs-review",
+        choices=[r.value for r in PictrsReview],
+        default=PictrsReview.REFUSE.value,
+        help="pict-rs endpoint: accept (publish at once) or refuse uploads whose verdict is "
+        "review (default: %(default)s)",
+    )
+    # The flag of earlier versions; refusing is now the default.
+    parser.add_argument(
         "--refuse-review",
-        action="store_true",
-        help="pict-rs endpoint: refuse uploads that go to review too (default: accept them)",
+        dest="pictrs_review",
+        action="store_const",
+        const=PictrsReview.REFUSE.value,
+        help=argparse.SUPPRESS,
     )
     parser.add_argument(
         "--fail-mode",
@@ -96,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_body_mb <= 0:
         raise ConfigError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    if not args.min_receive_rate > 0:
+        raise ConfigError(f"--min-receive-rate must be positive, got {args.min_receive_rate}")
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -114,8 +143,10 @@ def run(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         scan_threads=args.scan_threads,
         request_timeout=args.timeout,
+        receive_timeout=args.receive_timeout,
+        min_receive_rate=args.min_receive_rate * 1024,
         refusal_status=args.refusal_status,
-        review_accepts=not args.refuse_review,
+        pictrs_review=args.pictrs_review,
         scanner_options=scanner_options,
     )
     return 0

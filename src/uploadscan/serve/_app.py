@@ -3,10 +3,16 @@
 Every request that touches the scanner goes through the same gate, in this order: bearer token
 (constant-time compare), admission (at most ``max_concurrency`` requests holding a body; the
 next one gets 503 + ``Retry-After`` at once rather than queueing without bound), the body read
-under a byte limit while it streams, then the scan in a worker thread (hashing and the index
-are CPU-bound and blocking; the event loop must stay free for health checks), all under one
-deadline. An admitted request's slot is only freed when its scan thread has finished, even if
-the client gave up or the deadline passed, so the memory and CPU bounds hold under abuse.
+under a byte limit and a minimum pace while it streams, then the scan in a worker thread
+(hashing and the index are CPU-bound and blocking; the event loop must stay free for health
+checks), all under one deadline. An admitted request's slot is only freed when its scan thread
+has finished, even if the client gave up or the deadline passed, so the memory and CPU bounds
+hold under abuse.
+
+Every answer that is not a verdict is a JSON error ``{"error": code, "message": ...}`` (HMA's
+``{"message": ...}`` on ``/m/lookup``), unknown routes and methods included. Every verdict
+recorded in the audit log is the one answered: ``/m/lookup?banks=`` restricts the lookup itself
+to those lists rather than filtering its answer.
 
 Nothing of the upload is logged or kept by the service: log lines carry the route, status,
 action and time; the audit log the scanner writes holds hashes and the decision, not content.
@@ -25,20 +31,23 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import hashtypes
-from .._errors import UploadScanError
+from .._errors import ListNotFoundError, UploadScanError
 from .._scanner import Scanner
 from .._verdict import Action, Verdict
+from ..store._lists import HashList
 from ._admission import Admission, Ticket
-from ._body import RequestError, read_body, read_json, read_upload
-from ._hma import hma_response, parse_hma_query
+from ._body import CLOSE, ReceivePace, RequestError, read_body, read_json, read_upload
+from ._hma import HMA_PREFIX, hma_response, parse_hma_query
 from ._metrics import CONTENT_TYPE, Metrics
 from ._openapi import openapi_spec
-from ._settings import ServeSettings
+from ._readiness import readiness
+from ._settings import PictrsReview, ServeSettings
 
 __all__ = ["app_from_env", "create_app", "create_app_from_settings"]
 
@@ -70,6 +79,7 @@ class _Service:
         self._token = settings.token.encode() if settings.token is not None else None
         self._admission = Admission(settings.max_concurrency)
         self._limiter = anyio.CapacityLimiter(settings.threads)
+        self._pace = ReceivePace(settings.receive_timeout, settings.min_receive_rate)
         self._spec = openapi_spec(refusal_status=settings.refusal_status)
 
     # ------------------------------------------------------------------ the gate
@@ -100,7 +110,7 @@ class _Service:
                 except TimeoutError:
                     raise self._timeout_error(call) from None
             except RequestError as exc:
-                if exc.status in (401, 408, 413, 503):
+                if exc.status in (401, 408, 413, 499, 503):
                     self.metrics.rejected(exc.code)
                 response = _error(exc, hma_errors)
             except UploadScanError as exc:  # the store or index is unusable right now
@@ -159,7 +169,9 @@ class _Service:
     def _timeout_error(self, call: _Call) -> RequestError:
         limit = self.settings.request_timeout
         if call.phase == "receiving":
-            return RequestError(408, "timeout", f"the request body took longer than {limit:g} s")
+            return RequestError(
+                408, "timeout", f"the request body took longer than {limit:g} s", dict(CLOSE)
+            )
         return RequestError(
             503, "timeout", f"the scan took longer than {limit:g} s", {"Retry-After": "5"}
         )
@@ -186,13 +198,13 @@ class _Service:
     # ------------------------------------------------------------------ handlers
 
     async def scan(self, request: Request, call: _Call) -> Response:
-        data, filename = await read_upload(request, self.settings.max_body_bytes)
+        data, filename = await read_upload(request, self.settings.max_body_bytes, self._pace)
         verdict = await self.run(call, lambda: self.scanner.scan(data, filename=filename))
         self._verdict("scan", verdict)
         return JSONResponse(verdict.to_dict())
 
     async def lookup(self, request: Request, call: _Call) -> Response:
-        hashes = _lookup_body(await read_json(request, MAX_JSON_BYTES))
+        hashes = _lookup_body(await read_json(request, MAX_JSON_BYTES, self._pace))
         verdict = await self.run(call, lambda: self.scanner.lookup(hashes))
         self._verdict("lookup", verdict)
         return JSONResponse(verdict.to_dict())
@@ -200,14 +212,20 @@ class _Service:
     async def pictrs(self, request: Request, call: _Call) -> Response:
         # pict-rs `[media] external_validation = "<url>"` (pict-rs >= 0.4.3, release notes
         # releases/0.4.3.md): after ingest it POSTs each upload's bytes, with Content-Type set
-        # to the media type, and keeps the upload only if the answer is 2XX.
-        data = await read_body(request, self.settings.max_body_bytes)
+        # to the media type, and keeps the upload only if the answer is 2XX. It has no "held
+        # for review" state: whatever is accepted is published at once.
+        data = await read_body(request, self.settings.max_body_bytes, self._pace)
         if not data:
             raise RequestError(400, "empty_body", "the upload is empty; send the file's bytes")
-        verdict = await self.run(call, lambda: self.scanner.scan(data))
+        # pict-rs has decoded these bytes as an image or a video. Bytes we cannot see as media
+        # at all are therefore not a PDF to wave through on its exact hashes: matching was
+        # incomplete, and they take the fail mode like corrupt media does.
+        fail_mode = self.scanner.fail_mode
+        verdict = await self.run(call, lambda: self.scanner.scan(data, non_media=fail_mode))
         self._verdict("pictrs", verdict)
         action = verdict.action
-        if action is Action.BLOCK or (action is Action.REVIEW and not self.settings.review_accepts):
+        review_refused = self.settings.pictrs_review is PictrsReview.REFUSE
+        if action is Action.BLOCK or (action is Action.REVIEW and review_refused):
             reason = ", ".join(verdict.reasons) or f"the upload was classified {action.value}"
             body = {
                 "error": "blocked" if action is Action.BLOCK else "review",
@@ -219,49 +237,41 @@ class _Service:
 
     async def hma_lookup(self, request: Request, call: _Call) -> Response:
         query = parse_hma_query(request.query_params)
-        verdict = await self.run(call, lambda: self.scanner.lookup({query.hash_type: query.value}))
+
+        def lookup() -> Verdict:
+            hashes = {query.hash_type: query.value}
+            if query.banks is None:
+                return self.scanner.lookup(hashes)
+            # Unknown bank names match nothing, as in HMA. The lookup itself is limited to the
+            # named lists, so the recorded verdict is the one answered.
+            banks = query.banks
+
+            def known() -> list[str]:
+                return [hl.name for hl in self.scanner.lists() if hl.name in banks]
+
+            try:
+                return self.scanner.lookup(hashes, lists=known())
+            except ListNotFoundError:  # a list was removed in between: ask once more
+                return self.scanner.lookup(hashes, lists=known())
+
+        verdict = await self.run(call, lookup)
         self._verdict("hma", verdict)
-        return JSONResponse(hma_response(query, verdict))
+        return JSONResponse(hma_response(verdict))
 
     async def health(self, request: Request, call: _Call) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, request: Request, call: _Call) -> Response:
+        """503 unless every verdict can be complete: at least one list, and every block and
+        review list synced within its maximum age (the same judgement verdicts make)."""
         store = self.scanner.store
 
-        def read() -> tuple[int, list[Any]]:
+        def read() -> tuple[int, list[HashList]]:
             return store.version(), self.scanner.lists()
 
         version, lists = await anyio.to_thread.run_sync(read, limiter=self._limiter)
-        now = time.time()
-        stale: list[str] = []
-        shown = []
-        for hl in lists:
-            age = None if hl.last_sync is None else max(0.0, now - hl.last_sync)
-            max_age = hl.settings.max_age_seconds
-            is_stale = max_age is not None and (age is None or age > max_age)
-            if is_stale:
-                stale.append(hl.name)
-            shown.append(
-                {
-                    "name": hl.name,
-                    "kind": hl.kind.value,
-                    "version": hl.version,
-                    "entry_count": hl.entry_count,
-                    "last_sync": hl.last_sync,
-                    "age_seconds": None if age is None else round(age, 3),
-                    "max_age_seconds": max_age,
-                    "stale": is_stale,
-                }
-            )
-        body: dict[str, Any] = {
-            "status": "stale" if stale else "ready",
-            "store_version": version,
-            "lists": shown,
-            "stale_lists": stale,
-            "warnings": [] if lists else ["no hash lists are configured: every upload is allowed"],
-        }
-        return JSONResponse(body, status_code=503 if stale else 200)
+        body = readiness(version, lists, time.time())
+        return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
 
     async def metrics_text(self, request: Request, call: _Call) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
@@ -311,6 +321,31 @@ def _error(exc: RequestError, hma: bool) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no such route: 404; wrong method: 405) as JSON errors."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error = RequestError(404, "not_found", f"no such endpoint: {request.url.path}")
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        error = RequestError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}; use {allowed}",
+            dict(exc.headers or {}),
+        )
+    else:
+        error = RequestError(
+            exc.status_code, "http_error", str(exc.detail), dict(exc.headers or {})
+        )
+    return _error(error, request.url.path.startswith(HMA_PREFIX))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Only reached for a failure outside the endpoints (which answer their own errors).
+    return _error(RequestError(500, "internal", "internal error"), False)
+
+
 def create_app_from_settings(settings: ServeSettings) -> Starlette:
     """Open the scanner for ``settings.home`` and build the app; the app closes it on shutdown."""
     scanner = Scanner.open(settings.home_path, settings=settings.scanner_settings())
@@ -342,7 +377,11 @@ def create_app_from_settings(settings: ServeSettings) -> Starlette:
             methods=["GET"],
         ),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_exception, Exception: _server_error},
+    )
     app.state.service = service
     return app
 
@@ -355,8 +394,10 @@ def create_app(
     max_concurrency: int | None = None,
     scan_threads: int | None = None,
     request_timeout: float | None = None,
+    receive_timeout: float | None = None,
+    min_receive_rate: float | None = None,
     refusal_status: int = 451,
-    review_accepts: bool = True,
+    pictrs_review: PictrsReview | str = PictrsReview.REFUSE,
     **scanner_options: Any,
 ) -> Starlette:
     """The ASGI app serving the data directory ``home``.
@@ -368,13 +409,15 @@ def create_app(
         "max_body_bytes": max_body_bytes,
         "max_concurrency": max_concurrency,
         "request_timeout": request_timeout,
+        "receive_timeout": receive_timeout,
+        "min_receive_rate": min_receive_rate,
     }
     settings = ServeSettings(
         home=str(home),
         token=token,
         scan_threads=scan_threads,
         refusal_status=refusal_status,
-        review_accepts=review_accepts,
+        pictrs_review=PictrsReview.parse(pictrs_review),
         scanner_options=dict(scanner_options),
         **{k: v for k, v in given.items() if v is not None},
     )

@@ -27,7 +27,10 @@ from .. import hashtypes
 from .._verdict import Verdict
 from ._body import RequestError
 
-__all__ = ["HmaQuery", "hma_response", "parse_hma_query"]
+__all__ = ["HMA_PREFIX", "HmaQuery", "hma_response", "parse_hma_query"]
+
+#: Paths under this prefix are HMA's: their errors are ``{"message": ...}``.
+HMA_PREFIX = "/m/"
 
 #: HMA signal-type names that differ from ours.
 SIGNAL_TYPE_ALIASES = {"video_md5": "md5"}
@@ -68,13 +71,13 @@ def parse_hma_query(params: Mapping[str, str]) -> HmaQuery:
     return HmaQuery(name, value, banks)
 
 
-def hma_response(query: HmaQuery, verdict: Verdict) -> dict[str, Any]:
-    """Group the verdict's matches by list, in HMA's ``TMatchByBank`` shape."""
+def hma_response(verdict: Verdict) -> dict[str, Any]:
+    """Group the verdict's matches by list, in HMA's ``TMatchByBank`` shape. A ``banks``
+    filter is applied by the lookup itself (``Scanner.lookup(lists=...)``), not here, so that
+    the verdict recorded for the lookup is the one answered."""
     out: dict[str, list[dict[str, Any]]] = {}
     seen: set[tuple[str, int]] = set()
     for match in verdict.matches:
-        if query.banks is not None and match.list_name not in query.banks:
-            continue
         key = (match.list_name, match.entry_id)
         if key in seen:
             continue

@@ -40,8 +40,15 @@ _ERRORS: dict[str, Any] = {
 }
 
 _UPLOAD_ERRORS: dict[str, Any] = {
-    "400": _json_response("Empty upload, or a multipart body without a `file` field.", "Error"),
-    "408": _json_response("The body did not arrive within the request timeout.", "Error"),
+    "400": _json_response(
+        "Empty upload, or a multipart body without a `file` field or with more than one.",
+        "Error",
+    ),
+    "408": _json_response(
+        "The body did not start within the receive timeout, then arrived slower than the "
+        "minimum rate (`too_slow`), or took longer than the request timeout (`timeout`).",
+        "Error",
+    ),
     "413": _json_response("The body is larger than the configured limit.", "Error"),
     **_ERRORS,
 }
@@ -64,6 +71,7 @@ _MATCH = {
         "video": {"type": "string"},
         "coverage": {"type": ["number", "null"]},
         "timestamps": {"type": "array", "items": {"type": "number"}},
+        "evidence": {"type": "object"},
     },
 }
 
@@ -166,10 +174,12 @@ def openapi_spec(*, refusal_status: int = 451) -> dict[str, Any]:
                 "post": {
                     "operationId": "pictrsValidate",
                     "summary": "pict-rs external_validation hook",
-                    "description": "pict-rs POSTs each upload's bytes here and keeps the "
-                    "upload only on a 2XX answer. Blocked uploads (and, if so configured, "
-                    f"uploads for review) are refused with {refusal_status}. pict-rs cannot "
-                    "send headers, so the token may be given as `?token=`.",
+                    "description": "pict-rs POSTs each upload's bytes here and keeps (and "
+                    "publishes) the upload only on a 2XX answer. Blocked uploads and, unless "
+                    "the service runs with `--pictrs-review accept`, uploads for review are "
+                    f"refused with {refusal_status}. Bytes that are not media are judged like "
+                    "media that cannot be decoded: the fail mode (review by default). pict-rs "
+                    "cannot send headers, so the token may be given as `?token=`.",
                     "security": query_token,
                     "requestBody": {
                         "required": True,
@@ -225,7 +235,10 @@ def openapi_spec(*, refusal_status: int = 451) -> dict[str, Any]:
                         "200": _json_response("Ready.", "Readiness"),
                         "401": _ERRORS["401"],
                         "503": _json_response(
-                            "A list is older than its max_age_seconds.", "Readiness"
+                            "Not ready: no list is configured, or a block or review list has "
+                            "never completed a sync or is older than its maximum age (every "
+                            "verdict would take the fail mode); `problems` says which.",
+                            "Readiness",
                         ),
                     },
                 }
@@ -279,6 +292,8 @@ def openapi_spec(*, refusal_status: int = 451) -> dict[str, Any]:
                 },
                 "Error": {
                     "type": "object",
+                    "description": "Every error but /m/lookup's, unknown routes (404) and "
+                    "methods (405) included.",
                     "required": ["error", "message"],
                     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
                 },
@@ -316,13 +331,35 @@ def openapi_spec(*, refusal_status: int = 451) -> dict[str, Any]:
                 },
                 "Readiness": {
                     "type": "object",
-                    "required": ["status", "store_version", "lists", "stale_lists"],
+                    "required": ["status", "store_version", "lists", "problems", "warnings"],
                     "properties": {
-                        "status": {"enum": ["ready", "stale"]},
+                        "status": {"enum": ["ready", "not_ready"]},
                         "store_version": {"type": "integer"},
-                        "lists": {"type": "array", "items": {"type": "object"}},
-                        "stale_lists": {"type": "array", "items": {"type": "string"}},
+                        "lists": {"type": "array", "items": _ref("ListState")},
+                        "problems": {"type": "array", "items": _ref("ReadinessProblem")},
                         "warnings": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "ListState": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"enum": ["block", "review", "allow"]},
+                        "version": {"type": "integer"},
+                        "entry_count": {"type": "integer"},
+                        "last_sync": {"type": ["number", "null"]},
+                        "age_seconds": {"type": ["number", "null"]},
+                        "max_age_seconds": {"type": ["number", "null"]},
+                        "sync_state": {"enum": ["current", "never_synced", "stale"]},
+                    },
+                },
+                "ReadinessProblem": {
+                    "type": "object",
+                    "required": ["list", "state", "message"],
+                    "properties": {
+                        "list": {"type": ["string", "null"]},
+                        "state": {"enum": ["never_synced", "stale", "no_lists"]},
+                        "message": {"type": "string"},
                     },
                 },
             },

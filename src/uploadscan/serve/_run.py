@@ -9,16 +9,20 @@ by name, so the settings travel in ``$UPLOADSCAN_SERVE_CONFIG``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 from typing import Any
 
+import uvicorn
+
 from .._errors import ConfigError
 from .._scanner import Scanner
+from ._protocol import ServiceConfig
 from ._settings import ENV_CONFIG, ServeSettings
 
-__all__ = ["check_bind", "is_loopback", "serve"]
+__all__ = ["check_bind", "is_loopback", "serve", "uvicorn_config"]
 
 log = logging.getLogger("uploadscan.serve")
 
@@ -54,7 +58,6 @@ def serve(
     **settings: Any,
 ) -> None:
     """Serve ``home`` until interrupted. ``settings`` are the other ``ServeSettings`` fields."""
-    import uvicorn
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
@@ -64,29 +67,54 @@ def serve(
     with Scanner.open(home) as scanner:
         resolved = str(scanner.home)
     config = ServeSettings(home=resolved, token=token, **settings)
-    common: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_level": log_level,
-        # The access log would print query strings (hashes, a pict-rs token); the app logs
-        # method, route, status and time instead.
-        "access_log": False,
-        "server_header": False,
-        # Connections beyond the admission limit get uvicorn's own 503 before any body is read.
-        "limit_concurrency": max(256, 4 * config.max_concurrency),
-        "timeout_keep_alive": 5,
-    }
     log.info("uploadscan serving %s on %s:%d with %d worker(s)", resolved, host, port, workers)
     if workers == 1:
         from ._app import create_app_from_settings
 
-        uvicorn.run(create_app_from_settings(config), **common)
+        server = uvicorn.Server(
+            uvicorn_config(
+                create_app_from_settings(config), config, host=host, port=port, log_level=log_level
+            )
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:
+            raise ConfigError(f"the service did not start on {host}:{port} (see the log above)")
         return
     os.environ[ENV_CONFIG] = config.to_json()
-    _run_workers(host, port, workers, common)
+    _run_workers(
+        uvicorn_config(
+            "uploadscan.serve._app:app_from_env",
+            config,
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+        )
+    )
 
 
-def _run_workers(host: str, port: int, workers: int, common: dict[str, Any]) -> None:
+def uvicorn_config(app: Any, settings: ServeSettings, **options: Any) -> ServiceConfig:
+    """How uvicorn runs the service (``options``: host, port, workers... for ``uvicorn.Config``).
+
+    Tests start the service with this too, so they exercise the same connection handling.
+    """
+    defaults: dict[str, Any] = {
+        # The access log would print query strings (hashes, a pict-rs token); the app logs
+        # method, route, status and time instead.
+        "access_log": False,
+        "server_header": False,
+        # Connections beyond the admission limit get a 503 before any body is read.
+        "limit_concurrency": max(256, 4 * settings.max_concurrency),
+        "timeout_keep_alive": 5,
+        "ws": "none",
+        "lifespan": "on",
+    }
+    return ServiceConfig(app, header_timeout=settings.receive_timeout, **{**defaults, **options})
+
+
+def _run_workers(config: ServiceConfig) -> None:
     """``uvicorn.run(..., workers=N)``, except for the listening socket.
 
     uvicorn creates that socket without naming the protocol (``proto`` 0), and asyncio only
@@ -98,18 +126,9 @@ def _run_workers(host: str, port: int, workers: int, common: dict[str, Any]) -> 
     import inspect
     import socket
 
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    options = {k: v for k, v in common.items() if k not in ("host", "port")}
-    config = uvicorn.Config(
-        "uploadscan.serve._app:app_from_env",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        **options,
-    )
+    host, port = config.host, config.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ from ..media._limits import Limits
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MIN_RECEIVE_RATE",
+    "DEFAULT_RECEIVE_TIMEOUT",
     "DEFAULT_REQUEST_TIMEOUT",
     "ENV_CONFIG",
+    "PictrsReview",
     "ServeSettings",
 ]
 
@@ -30,6 +34,33 @@ ENV_CONFIG = "UPLOADSCAN_SERVE_CONFIG"
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 DEFAULT_MAX_CONCURRENCY = 32
 DEFAULT_REQUEST_TIMEOUT = 60.0
+#: The service's callers are the platform's own processes on loopback or a private network,
+#: sending uploads they already hold: headers in one packet, bodies at tens of MB/s. A sender
+#: far slower than that is holding a request slot, not uploading.
+DEFAULT_RECEIVE_TIMEOUT = 5.0
+DEFAULT_MIN_RECEIVE_RATE = 1 << 20
+
+
+class PictrsReview(Enum):
+    """What the pict-rs endpoint answers for an upload whose verdict is REVIEW.
+
+    pict-rs has no "hold for review" state: an accepted upload is published at once. So
+    ``REFUSE`` (the default) keeps anything a moderator has not seen off the site; ``ACCEPT``
+    publishes it while it waits in the review queue.
+    """
+
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+
+    @classmethod
+    def parse(cls, value: PictrsReview | str) -> PictrsReview:
+        if isinstance(value, PictrsReview):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ConfigError(f"pictrs_review must be one of {choices}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -42,8 +73,12 @@ class ServeSettings:
     - ``scan_threads``: scans running at once (default: the CPU count); admitted requests
       beyond it wait their turn.
     - ``request_timeout``: seconds for receiving the body and scanning it.
+    - ``receive_timeout``: seconds a connection may take to send its request headers, and a
+      body to start arriving; after that the body must keep ``min_receive_rate`` bytes a
+      second on average (408 otherwise), so slow senders cannot hold the request slots.
     - ``refusal_status``: the status the pict-rs endpoint answers for a refused upload.
-    - ``review_accepts``: whether that endpoint accepts uploads that go to review.
+    - ``pictrs_review``: whether that endpoint accepts or refuses uploads that go to review
+      (``PictrsReview``; default refuse).
     - ``scanner_options``: overrides of the data directory's ``ScannerSettings`` (the
       fields ``ScannerSettings.names(service=True)`` lists; ``strict`` is not one: bad media
       belongs in the verdict), as JSON-safe values (``limits`` as a dict).
@@ -55,8 +90,10 @@ class ServeSettings:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     scan_threads: int | None = None
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    receive_timeout: float = DEFAULT_RECEIVE_TIMEOUT
+    min_receive_rate: float = DEFAULT_MIN_RECEIVE_RATE
     refusal_status: int = 451
-    review_accepts: bool = True
+    pictrs_review: PictrsReview = PictrsReview.REFUSE
     scanner_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,12 +101,9 @@ class ServeSettings:
         _positive_int("max_concurrency", self.max_concurrency)
         if self.scan_threads is not None:
             _positive_int("scan_threads", self.scan_threads)
-        if (
-            isinstance(self.request_timeout, bool)
-            or not isinstance(self.request_timeout, int | float)
-            or not self.request_timeout > 0
-        ):
-            raise ConfigError(f"request_timeout must be > 0 seconds, got {self.request_timeout!r}")
+        for name in ("request_timeout", "receive_timeout", "min_receive_rate"):
+            _positive_number(name, getattr(self, name))
+        object.__setattr__(self, "pictrs_review", PictrsReview.parse(self.pictrs_review))
         status = self.refusal_status
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise ConfigError(
@@ -100,6 +134,7 @@ class ServeSettings:
             if isinstance(options.get(name), Action):
                 options[name] = options[name].value
         data["scanner_options"] = options
+        data["pictrs_review"] = self.pictrs_review.value
         return json.dumps(data)
 
     @classmethod
@@ -126,6 +161,11 @@ class ServeSettings:
     @property
     def home_path(self) -> Path:
         return Path(self.home).expanduser()
+
+
+def _positive_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
 def _positive_int(name: str, value: object) -> None:
