@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import ConfigError
+from .._errors import ConfigError, UploadScanError
 
-__all__ = ["Credentials", "Secret"]
+__all__ = ["Credentials", "Secret", "UnpicklableSecretError"]
 
 ENV_FILE = "UPLOADSCAN_CREDENTIALS_FILE"
 ENV_TCAP_TOKEN = "UPLOADSCAN_TCAP_TOKEN"
@@ -52,7 +52,15 @@ class Secret:
     __str__ = __repr__
 
     def __reduce__(self) -> str:  # never pickled into a crash dump or a queue
-        raise TypeError("Secret values cannot be pickled")
+        raise UnpicklableSecretError("Secret values cannot be pickled")
+
+
+class UnpicklableSecretError(UploadScanError, TypeError):
+    """Something tried to pickle a ``Secret`` (a crash dump, a task queue, a cache).
+
+    A ``TypeError`` as well, which is what pickle's callers expect from an object that
+    cannot be pickled.
+    """
 
 
 @dataclass(frozen=True)
