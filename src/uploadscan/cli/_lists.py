@@ -1,4 +1,10 @@
-"""``uploadscan lists add|remove|show|set``: configure the hash lists of a data directory."""
+"""``uploadscan lists add|remove|show|set``: configure the hash lists of a data directory.
+
+``lists add`` checks the source before storing it (``sync.check_source``, no network): a
+missing file, an unknown scheme or a placeholder key fails here, with the reason, instead of
+in the first cron-run sync; relative paths are stored absolute, since cron and systemd run
+in another directory.
+"""
 
 from __future__ import annotations
 
@@ -93,16 +99,19 @@ def list_record(hash_list: HashList) -> dict[str, Any]:
 
 def run_add(args: argparse.Namespace) -> int:
     from .._scanner import Scanner
+    from ..sync import check_source
 
+    settings = parse_settings(args.set)
     with Scanner.open(args.home, audit=False) as scanner:
-        settings = parse_settings(args.set)
+        checked = check_source(args.source, home=scanner.home)
         hash_list = scanner.add_list(
-            args.name, kind=args.kind, source=args.source, settings=settings
+            args.name, kind=args.kind, source=checked.uri, settings=settings
         )
-        print(
-            f"added {hash_list.kind.value} list {hash_list.name!r}; "
-            "run 'uploadscan sync' to fill it"
-        )
+        print(f"added {hash_list.kind.value} list {hash_list.name!r} from {checked.description}")
+        if checked.missing is not None:
+            print(f"before it can sync, set up {checked.missing}; then run `uploadscan sync`")
+        else:
+            print("run `uploadscan sync` to fill it")
     return 0
 
 

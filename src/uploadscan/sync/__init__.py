@@ -3,8 +3,8 @@
 A ``Source`` (files, a signed HTTP feed, TCAP, ThreatExchange) turns the list's stored
 checkpoint into ``FetchBatch`` values; ``sync_list`` applies each batch to the store in one
 transaction together with its checkpoint. This package is private API: the scanner and the
-CLI call ``sync_lists``; the CLI's ``keys generate`` and ``feed publish`` call
-``generate_keypair`` and ``publish_feed``.
+CLI call ``sync_lists``; ``lists add`` calls ``check_source``; the CLI's ``keys generate``
+and ``feed publish`` call ``generate_keypair`` and ``publish_feed``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from ._feed_publish import PublishResult, publish_feed
 from ._http import HttpOptions
 from ._keys import generate_keypair, load_public_key
 from ._runner import SyncResult, sync_all, sync_list, sync_lists
-from ._uri import source_from_uri
+from ._uri import CheckedSource, check_source, source_from_uri
 
 __all__ = [
+    "CheckedSource",
     "Credentials",
     "FetchBatch",
     "HttpOptions",
@@ -26,6 +27,7 @@ __all__ = [
     "Source",
     "StaleCheckpoint",
     "SyncResult",
+    "check_source",
     "generate_keypair",
     "load_public_key",
     "map_signal_type",

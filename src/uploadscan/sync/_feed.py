@@ -44,7 +44,7 @@ from ._feed_format import (
     parse_manifest,
     read_entry_lines,
 )
-from ._http import HttpOptions, TruncatedDownload, describe_url, http_get
+from ._http import HttpOptions, TruncatedDownload, check_url, describe_url, http_get
 from ._keys import key_id, load_public_key, load_public_keys_file, verify_any
 
 __all__ = ["FeedSource"]
@@ -81,6 +81,7 @@ class FeedSource:
         self.keys = keys
         self.expected_list = expected_list
         self.http = http_options or HttpOptions()
+        check_url(base_url, self.http)
 
     @classmethod
     def from_options(
