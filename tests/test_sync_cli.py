@@ -5,6 +5,8 @@
   including the half whose base64 holds a ``+``.
 - ``lists add`` checks the source before storing it: relative paths become absolute, and a
   missing file, an unknown scheme or a placeholder key is refused with the reason.
+- ``feed publish`` takes the options ``docs/feed.md`` documents, and its documented recovery
+  for a lost feed directory (``--sequence N``) works end to end.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import random
 import re
 import shlex
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +23,11 @@ import pytest
 from _cli import StaticFiles, call, run
 from _local_http import LocalServer
 
+from uploadscan.cli import build_parser
 from uploadscan.store._store import Store
 from uploadscan.sync import publish_feed
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "feed.md"
 
 
 def _pdq(rng: random.Random) -> str:
@@ -170,3 +176,81 @@ def test_lists_add_tells_when_credentials_are_ready(
     assert "secret" not in added.out
     missing = call("lists", "add", "tcap", "--source", "tcap:", "--home", str(home))
     assert missing.code == 0 and "set up TCAP credentials" in missing.out
+
+
+def test_feed_publish_options_are_the_documented_ones() -> None:
+    docs = DOCS.read_text(encoding="utf-8")
+    commands = [
+        shlex.split(line)
+        for line in docs.splitlines()
+        if line.startswith("uploadscan feed publish ")
+    ]
+    assert commands
+    documented = {tok for cmd in commands for tok in cmd if tok.startswith("--")}
+    documented |= set(re.findall(r"`(--[a-z-]+)[ `]", docs))
+    assert {"--key", "--list-name", "--sequence"} <= documented
+    parser = build_parser()
+    dests = {"--list-name": "list_name", "--name": "list_name", "--sequence": "sequence"}
+    assert documented - {"--key"} <= set(dests)
+    for option in sorted(documented - {"--key"}):
+        value = "7" if option == "--sequence" else "tvec"
+        args = ["feed", "publish", "l.txt", "feed/", "--key", "k", option, value]
+        parsed = parser.parse_args(args)
+        assert parsed.handler.__name__ == "run_feed_publish", option
+        assert str(getattr(parsed, dests[option])) == value, option
+
+
+def test_lost_feed_directory_recovers_with_sequence(tmp_path: Path, server: LocalServer) -> None:
+    """docs/feed.md: never reset the sequence; after losing the feed directory, publish with
+    a sequence above the last one (``--sequence N``)."""
+    home = tmp_path / "home"
+    root = tmp_path / "www"
+    feed = root / "tvec"
+    StaticFiles(server, root)
+    key = tmp_path / "publisher.key"
+    assert call("keys", "generate", str(key)).code == 0
+    public = key.with_name("publisher.key.pub").read_text().strip()
+    rng = random.Random(23)
+    versions = [{_pdq(rng) for _ in range(4)} for _ in range(4)]
+    list_file = tmp_path / "list.txt"
+
+    def publish(version: int, *extra: str) -> dict[str, object]:
+        list_file.write_text("".join(f"pdq {v}\n" for v in sorted(versions[version])))
+        result = run(
+            "feed", "publish", str(list_file), str(feed), "--key", str(key),
+            "--list-name", "tvec", *extra,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    def sync() -> tuple[int, dict[str, object]]:
+        result = run("sync", "--json", "--home", str(home))
+        return result.returncode, json.loads(result.stdout)
+
+    assert publish(0)["sequence"] == 1
+    source = f"{server.url}/tvec/?key={public}"
+    assert call("lists", "add", "tvec", "--source", source, "--home", str(home)).code == 0
+    assert sync()[0] == 0
+    assert publish(1)["sequence"] == 2
+    assert sync()[0] == 0 and _entries(home, "tvec") == versions[1]
+
+    shutil.rmtree(feed)  # the feed directory is lost
+    # Publishing as if new starts again at 1: every subscriber refuses it as a rollback.
+    assert publish(2)["sequence"] == 1
+    code, result = sync()
+    assert code == 2 and "rollback" in str(result["error"])
+    assert _entries(home, "tvec") == versions[1]
+
+    shutil.rmtree(feed)
+    assert publish(2, "--sequence", "3")["sequence"] == 3
+    code, result = sync()
+    assert code == 0, result
+    assert _entries(home, "tvec") == versions[2]
+    assert publish(3)["sequence"] == 4  # and the feed carries on from there, with a delta
+    code, result = sync()
+    assert code == 0 and _entries(home, "tvec") == versions[3]
+    assert result["batches"] == 1 and (feed / "delta-3-4.jsonl.gz").is_file()
+
+    low = run("feed", "publish", str(list_file), str(feed), "--key", str(key),
+              "--list-name", "tvec", "--sequence", "4")  # fmt: skip
+    assert low.returncode == 2 and "sequence must be above the last published one" in low.stderr

@@ -42,7 +42,20 @@ def register(subparsers: Any) -> None:
     publish.add_argument("list_file", help="the list (any format 'lists add' accepts)")
     publish.add_argument("feed_dir", help="directory served by your web server or CDN")
     publish.add_argument("--key", required=True, help="private key from 'keys generate'")
-    publish.add_argument("--name", help="list name in the manifest (default: file stem)")
+    publish.add_argument(
+        "--list-name",
+        "--name",
+        dest="list_name",
+        metavar="NAME",
+        help="list name in the manifest, pinned by subscribers (default: the file's stem)",
+    )
+    publish.add_argument(
+        "--sequence",
+        type=int,
+        metavar="N",
+        help="publish as sequence N instead of the next one; to recover a lost feed "
+        "directory, use a number above the last one published",
+    )
     publish.set_defaults(handler=run_feed_publish)
 
 
@@ -106,8 +119,10 @@ def run_feed_publish(args: argparse.Namespace) -> int:
 
     from ..sync import publish_feed
 
-    name = args.name or Path(args.list_file).stem
-    result = publish_feed(args.list_file, args.feed_dir, args.key, list_name=name)
+    name = args.list_name or Path(args.list_file).stem
+    result = publish_feed(
+        args.list_file, args.feed_dir, args.key, list_name=name, sequence=args.sequence
+    )
     print_json_line(dataclass_dict(result))
     return 0
 
