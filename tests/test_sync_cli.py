@@ -7,6 +7,7 @@
   missing file, an unknown scheme or a placeholder key is refused with the reason.
 - ``feed publish`` takes the options ``docs/feed.md`` documents, and its documented recovery
   for a lost feed directory (``--sequence N``) works end to end.
+- ``lists set`` unsets an optional setting with ``none``.
 """
 
 from __future__ import annotations
@@ -254,3 +255,31 @@ def test_lost_feed_directory_recovers_with_sequence(tmp_path: Path, server: Loca
     low = run("feed", "publish", str(list_file), str(feed), "--key", str(key),
               "--list-name", "tvec", "--sequence", "4")  # fmt: skip
     assert low.returncode == 2 and "sequence must be above the last published one" in low.stderr
+
+
+def test_lists_set_accepts_none_to_unset(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    list_file = tmp_path / "l.txt"
+    list_file.write_text("")
+    assert call("lists", "add", "l", "--source", str(list_file), "--home", str(home)).code == 0
+
+    def settings() -> dict[str, object]:
+        shown = call("lists", "show", "l", "--json", "--home", str(home))
+        return dict(json.loads(shown.out)["settings"])
+
+    for spelling in ("none", "None", "NONE", "null"):
+        assert call("lists", "set", "l", "max_age_seconds=3600", "--home", str(home)).code == 0
+        assert settings()["max_age_seconds"] == 3600
+        result = call("lists", "set", "l", f"max_age_seconds={spelling}", "--home", str(home))
+        assert result.code == 0, (spelling, result.err)
+        assert settings()["max_age_seconds"] is None
+    assert call("lists", "set", "l", "pdq_action_distance=20", "--home", str(home)).code == 0
+    assert call("lists", "set", "l", "pdq_action_distance=none", "--home", str(home)).code == 0
+    assert settings()["pdq_action_distance"] is None
+    refused = call("lists", "set", "l", "pdq_threshold=none", "--home", str(home))
+    assert refused.code == 2 and "pdq_threshold" in refused.err
+    added = call("lists", "add", "m", "--source", str(list_file), "--set", "max_age_seconds=none",
+                 "--home", str(home))  # fmt: skip
+    assert added.code == 0, added.err
+    help_out = run("lists", "set", "--help").stdout
+    assert "max_age_seconds=none" in help_out

@@ -3,7 +3,8 @@
 ``lists add`` checks the source before storing it (``sync.check_source``, no network): a
 missing file, an unknown scheme or a placeholder key fails here, with the reason, instead of
 in the first cron-run sync; relative paths are stored absolute, since cron and systemd run
-in another directory.
+in another directory. Setting values are JSON, and ``none`` (like JSON ``null``) unsets an
+optional setting such as ``max_age_seconds``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def register(subparsers: Any) -> None:
         help="change list settings",
         description="Settings: "
         + ", ".join(sorted(ListSettings.__dataclass_fields__))
-        + '. Values are JSON (labels=["a","b"], pdq_action_distance=null).',
+        + '. Values are JSON (labels=["a","b"], pdq_threshold=24); none (or null) unsets an '
+        "optional setting (max_age_seconds=none, pdq_action_distance=none).",
     )
     add_home_argument(set_)
     set_.add_argument("name")
@@ -78,10 +80,18 @@ def parse_settings(pairs: list[str], base: ListSettings | None = None) -> ListSe
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        if isinstance(value, str) and value.strip().lower() == "none" and _optional(key.strip()):
+            value = None
         if key == "labels" and isinstance(value, str):
             value = [v for v in value.split(",") if v]
         data[key.strip()] = value
     return ListSettings.from_dict(data)
+
+
+def _optional(key: str) -> bool:
+    """Whether the list setting ``key`` may be unset (its type admits ``None``)."""
+    f = ListSettings.__dataclass_fields__.get(key)
+    return f is not None and "None" in str(f.type)
 
 
 def list_record(hash_list: HashList) -> dict[str, Any]:
