@@ -270,12 +270,16 @@ class Scanner:
     def lists(self) -> list[HashList]:
         return self._store.lists()
 
-    def sync(self, names: Sequence[str] | None = None) -> list[Any]:
-        """Pull every configured list (or the named ones) from its source."""
+    def sync(self, names: Sequence[str] | None = None, **options: Any) -> list[Any]:
+        """Pull every configured list (or the named ones) from its source.
+
+        ``options`` go to the sync runner: ``deadline_seconds`` (each list's whole sync) and
+        ``on_progress(done, total)``.
+        """
         self._check_open()
         from .sync import sync_lists
 
-        results = sync_lists(self._store, names)
+        results = sync_lists(self._store, names, **options)
         self._matcher.refresh()
         return list(results)
 

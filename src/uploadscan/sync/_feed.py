@@ -138,12 +138,16 @@ class FeedSource:
             if chain:
                 for i, (delta, f) in enumerate(zip(chain, files, strict=True)):
                     last = i == len(chain) - 1
-                    yield self._batch(
+                    batch = self._batch(
                         delta.ref, f, checkpoint_at(delta.to_sequence, last), replace=False
                     )
+                    batch.pending = sum(d.ref.entries for d in chain[i:])
+                    yield batch
             else:
                 final = checkpoint_at(manifest.sequence, True)
-                yield self._batch(manifest.snapshot, files[0], final, replace=True)
+                batch = self._batch(manifest.snapshot, files[0], final, replace=True)
+                batch.pending = manifest.snapshot.entries
+                yield batch
         finally:
             for f in files:
                 f.close()

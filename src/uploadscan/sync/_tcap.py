@@ -119,6 +119,9 @@ class TcapSource:
             # python-threatexchange does.
             reached = page_checkpoint or after
             batch.checkpoint = reached or None
+            count = page.get("count")
+            if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+                batch.pending = count
             more = page.get("next")
             if more is not None and not isinstance(more, str):
                 raise SyncError(f"{where}: 'next' must be a string or null")
