@@ -35,7 +35,7 @@ from .hashing._result import FrameHash, Query
 from .index._files import IndexFiles
 from .media._intake import MediaSource
 from .store._audit import DecisionOrigin
-from .store._lists import HashList, ListKind, ListSettings
+from .store._lists import HashList, ListKind, ListSettings, SyncResult
 from .store._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, PublishedSink
 from .store._published import check_content_id as _check_content_id
 from .store._store import Store
@@ -227,13 +227,22 @@ class Scanner:
     def lists(self) -> list[HashList]:
         return self._store.lists()
 
-    def sync(self, names: Sequence[str] | None = None) -> list[SyncOutcome]:
-        """Pull every configured list (or the named ones) from its source; one result per
-        list (``uploadscan.sync.SyncResult``), failures included rather than raised."""
+    def sync(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        deadline_seconds: float | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
+    ) -> list[SyncResult]:
+        """Pull every configured list (or the named ones) from its source, concurrently; one
+        result per list, failures (and lists over their whole-sync deadline, ``None``: the
+        default) included rather than raised. ``on_progress(done, total)`` counts records."""
         self._check_open()
         if _list_syncer is None:
             raise ConfigError("list syncing is not wired in; import uploadscan, not its modules")
-        results = _list_syncer(self._store, names)
+        results = _list_syncer(
+            self._store, names, deadline_seconds=deadline_seconds, on_progress=on_progress
+        )
         self._index.refresh()
         return list(results)
 
@@ -339,17 +348,19 @@ def judge_queries(
     return verdict
 
 
-class SyncOutcome(Protocol):
-    """What syncing one list reports (``uploadscan.sync.SyncResult``)."""
+class ListSyncer(Protocol):
+    """What ``Scanner.sync`` calls: ``uploadscan.sync.sync_lists``."""
 
-    @property
-    def list_name(self) -> str: ...
+    def __call__(
+        self,
+        store: Store,
+        names: Sequence[str] | None,
+        *,
+        deadline_seconds: float | None = ...,
+        on_progress: Callable[[int, int | None], None] | None = ...,
+    ) -> Sequence[SyncResult]: ...
 
-    @property
-    def ok(self) -> bool: ...
 
-
-ListSyncer = Callable[[Store, Sequence[str] | None], Sequence[SyncOutcome]]
 _list_syncer: ListSyncer | None = None
 
 

@@ -1,4 +1,11 @@
-"""``uploadscan lists add|remove|show|set``: configure the hash lists of a data directory."""
+"""``uploadscan lists add|remove|show|set``: configure the hash lists of a data directory.
+
+``lists add`` checks the source before storing it (``sync.check_source``, no network): a
+missing file, an unknown scheme or a placeholder key fails here, with the reason, instead of
+in the first cron-run sync; relative paths are stored absolute, since cron and systemd run
+in another directory. Setting values are JSON, and ``none`` (like JSON ``null``) unsets an
+optional setting such as ``max_age_seconds``.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +61,8 @@ def register(subparsers: Any) -> None:
         help="change list settings",
         description="Settings: "
         + ", ".join(sorted(ListSettings.__dataclass_fields__))
-        + '. Values are JSON (labels=["a","b"], pdq_action_distance=null).',
+        + '. Values are JSON (labels=["a","b"], pdq_threshold=24); none (or null) unsets an '
+        "optional setting (max_age_seconds=none, pdq_action_distance=none).",
     )
     add_home_argument(set_)
     set_.add_argument("name")
@@ -72,10 +80,18 @@ def parse_settings(pairs: list[str], base: ListSettings | None = None) -> ListSe
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        if isinstance(value, str) and value.strip().lower() == "none" and _optional(key.strip()):
+            value = None
         if key == "labels" and isinstance(value, str):
             value = [v for v in value.split(",") if v]
         data[key.strip()] = value
     return ListSettings.from_dict(data)
+
+
+def _optional(key: str) -> bool:
+    """Whether the list setting ``key`` may be unset (its type admits ``None``)."""
+    f = ListSettings.__dataclass_fields__.get(key)
+    return f is not None and "None" in str(f.type)
 
 
 def list_record(hash_list: HashList) -> dict[str, Any]:
@@ -93,16 +109,19 @@ def list_record(hash_list: HashList) -> dict[str, Any]:
 
 def run_add(args: argparse.Namespace) -> int:
     from .._scanner import Scanner
+    from ..sync import check_source
 
+    settings = parse_settings(args.set)
     with Scanner.open(args.home, audit=False) as scanner:
-        settings = parse_settings(args.set)
+        checked = check_source(args.source, home=scanner.home)
         hash_list = scanner.add_list(
-            args.name, kind=args.kind, source=args.source, settings=settings
+            args.name, kind=args.kind, source=checked.uri, settings=settings
         )
-        print(
-            f"added {hash_list.kind.value} list {hash_list.name!r}; "
-            "run 'uploadscan sync' to fill it"
-        )
+        print(f"added {hash_list.kind.value} list {hash_list.name!r} from {checked.description}")
+        if checked.missing is not None:
+            print(f"before it can sync, set up {checked.missing}; then run `uploadscan sync`")
+        else:
+            print("run `uploadscan sync` to fill it")
     return 0
 
 
