@@ -194,6 +194,11 @@ class ListSettings:
         plugin = {k: v for k, v in data.items() if k in declared and k not in known}
         return cls(**kwargs, hash_settings=plugin)
 
+    @classmethod
+    def known(cls) -> list[str]:
+        """Every setting name a list takes: the own fields and the hash types' thresholds."""
+        return sorted((_OWN_FIELDS - {"hash_settings"}) | set(_declared_settings()))
+
     def updated(self, changes: Mapping[str, Any]) -> ListSettings:
         """A copy with ``changes`` applied (validated as ``from_dict`` does)."""
         return ListSettings.from_dict({**self.to_dict(), **changes})

@@ -40,8 +40,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._errors import ConfigError, InvalidHashError, SyncError, UnknownHashTypeError
+from ..hashing._result import FrameHash
+from ..hashing._vpdq import MIN_QUALITY
 from ..store._lists import EntryUpsert
 from ..store._packed import PackedRun, PackedUpserts
+from ..store._videos import group_frames
 from ._base import FetchBatch, bounded_labels, map_signal_type
 from ._entry_builder import EntryBuilder
 from ._filelines import HashingReader, Lines, file_digest_and_lines, open_list_file
@@ -325,7 +328,7 @@ class FileSource:
         sees the video's whole timeline again."""
         video = lines.path.name.removesuffix(".gz").removesuffix(".txt")
         labels = bounded_labels(("video", *self.extra_labels))
-        grouped: dict[str, dict[str, Any]] = {}
+        frames: list[tuple[int, FrameHash]] = []
         for line in lines.text():
             text = line.strip()
             if not text or text[0] == "#":
@@ -343,23 +346,11 @@ class FileSource:
                 ) from None
             if frame < 0 or not 0 <= quality <= 100 or not timestamp >= 0:
                 raise lines.error("frame, quality (0-100) and timestamp must not be negative")
-            if quality < 50:
+            if quality < MIN_QUALITY:
                 builder.skipped["vpdq frame quality < 50 (never matched)"] += 1
                 continue
-            value = parts[2].lower()
-            group = grouped.get(value)
-            if group is None:
-                grouped[value] = {
-                    "video": video,
-                    "frame": frame,
-                    "timestamp": timestamp,
-                    "quality": quality,
-                    "timestamps": [timestamp],
-                }
-            else:
-                group["timestamps"].append(timestamp)
-                group["quality"] = min(group["quality"], quality)
-        for value, extra in grouped.items():
+            frames.append((frame, FrameHash(timestamp, parts[2].lower(), quality)))
+        for value, extra in group_frames(video, frames):
             entry = builder.upsert("pdq", value, labels, f"{video}#{extra['frame']}", extra)
             if entry is not None:
                 yield entry

@@ -95,8 +95,9 @@ def _sync_list(
     started = time.monotonic()
     hash_list = store.get_list(name)
     if source is None:
-        if not hash_list.source:
-            return SyncResult(name, "", seconds=time.monotonic() - started)
+        if hash_list.source is None or not hash_list.source_kind.synced:
+            # No source, or an own list (local:): its entries are managed here.
+            return SyncResult(name, hash_list.source or "", seconds=time.monotonic() - started)
         credentials = credentials or Credentials.discover(_home_of(store))
         source = source_from_uri(hash_list.source, credentials=credentials)
     tally = _Tally(name, source.description, progress)
@@ -164,7 +165,7 @@ def sync_lists(
             f"a sync deadline must be a positive number of seconds, got {deadline_seconds}"
         )
     if names is None:
-        targets = [hl for hl in store.lists() if hl.source]
+        targets = [hl for hl in store.lists() if hl.source_kind.synced]
     else:
         targets = [store.get_list(n) for n in names]
     if not targets:

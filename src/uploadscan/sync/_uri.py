@@ -39,7 +39,7 @@ from ._http import HttpOptions
 
 __all__ = ["CheckedSource", "check_source", "parse_query", "source_from_uri"]
 
-_SCHEMES = ("file", "http", "https", "tcap", "threatexchange")
+_SCHEMES = ("file", "http", "https", "tcap", "threatexchange", "local")
 # RFC 3986 scheme syntax, two characters at least so that "C:\lists" stays a path.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
@@ -71,6 +71,11 @@ def source_from_uri(
         from ._tcap import TcapSource
 
         return TcapSource.from_options(parse_query(parts.query), credentials, options)
+    if scheme == "local":
+        raise ConfigError(
+            "an own list (local:) is not synced: its entries come from "
+            "'uploadscan lists add-media'"
+        )
     from ._threatexchange import ThreatExchangeSource
 
     group = parts.path.strip("/")
@@ -104,6 +109,10 @@ def check_source(uri: str, *, home: Path | None = None) -> CheckedSource:
         raise ConfigError("a list source must be a non-empty string")
     uri = uri.strip()
     scheme = _scheme(uri)
+    if scheme == "local":
+        if uri != "local:":
+            raise ConfigError(f"an own list's source is exactly 'local:', got {uri!r}")
+        return CheckedSource(uri, "the platform's own media (uploadscan lists add-media)")
     if scheme is None or scheme == "file":
         return _check_file(uri, scheme)
     parts = urllib.parse.urlsplit(uri)
@@ -171,7 +180,7 @@ def _scheme(uri: str) -> str | None:
         return None
     raise ConfigError(
         f"unknown list source scheme {scheme!r} in {uri[:80]!r}; a source is a path, a file: "
-        "URI, an https: feed (http: to loopback only), tcap: or threatexchange:<group id>"
+        "URI, an https: feed (http: to loopback only), tcap:, threatexchange:<group id> or local:"
     )
 
 
