@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from _local_http import LocalServer, Reply, Request
 
-from uploadscan._errors import ConfigError, SyncError
+from uploadscan import ConfigError, SyncError
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
 from uploadscan.store._lists import EntryUpsert, ListKind
 from uploadscan.store._store import Store
