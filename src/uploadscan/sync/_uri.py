@@ -73,8 +73,7 @@ def source_from_uri(
         return TcapSource.from_options(parse_query(parts.query), credentials, options)
     if scheme == "local":
         raise ConfigError(
-            "an own list (local:) is not synced: its entries come from "
-            "'uploadscan lists add-media'"
+            "an own list (local:) is not synced: its entries come from 'uploadscan lists add-media'"
         )
     from ._threatexchange import ThreatExchangeSource
 
