@@ -143,6 +143,7 @@ def test_duplicate_codes_and_ids_are_all_returned(tmp_path: Path, seed: int) -> 
         assert triples(hits) == reference(codes, ids, np.concatenate([codes[7:8], codes[9:10]]), 0)
 
 
+@pytest.mark.extended  # the reference implementation's own regression-test hashes
 def test_real_pdq_hashes_from_the_reference_implementation(tmp_path: Path, data_dir: Path) -> None:
     folder = data_dir / "threatexchange/pdq/data/reg-test-input"
 
