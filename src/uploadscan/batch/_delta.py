@@ -135,8 +135,8 @@ class _ExpandedTables:
                 offsets.append(np.full(buckets, total, np.int64))
                 continue
             masks = mih.xor_masks(SUBSTRING_BITS, table_radius)
-            expanded = (keys[:, table, None] ^ masks[None, :]).ravel()
-            order = np.argsort(expanded, kind="stable")
+            expanded = (keys[:, table, None] ^ masks[None, :]).ravel().astype(np.uint16)
+            order = np.argsort(expanded, kind="stable")  # a radix sort for 16-bit keys
             rows.append((order // masks.shape[0]).astype(row_type))
             counts = np.bincount(expanded, minlength=buckets)
             offsets.append(np.cumsum(counts) + total)
@@ -199,12 +199,12 @@ class DeltaMatcher:
     """Which recorded hashes are within reach of the delta: built once per worker process
     (``worker_cache``), then fed one vectorised batch of recorded rows after another."""
 
-    def __init__(self, delta: Delta) -> None:
+    def __init__(self, delta: Delta, *, max_expanded: int = MAX_EXPANDED_ENTRIES) -> None:
         self.delta = delta
         codes = np.ascontiguousarray(delta.pdq_codes, np.uint8).reshape(-1, PDQ_BYTES)
         self._pdq: _ExpandedTables | _IndexedCodes | None = None
         if codes.shape[0]:
-            small = expanded_entries(codes.shape[0], delta.radius) <= MAX_EXPANDED_ENTRIES
+            small = expanded_entries(codes.shape[0], delta.radius) <= max_expanded
             if small and delta.radius < PDQ_BYTES * 8:
                 self._pdq = _ExpandedTables(codes, delta.radius)
             else:
