@@ -33,18 +33,25 @@ __all__ = ["DaskRunner", "InlineRunner", "TaskRunner", "open_runner", "worker_ca
 
 DEFAULT_RETRIES = 2
 
-#: Dask settings for the worker processes of a ``LocalCluster`` we start (a cluster started
-#: elsewhere keeps its own; docs/scale.md says what to set there).
+#: Dask settings for a ``LocalCluster`` we start: its scheduler runs in this process, its
+#: workers are our own processes (a cluster started elsewhere keeps its own settings;
+#: docs/scale.md says what to set there). Each was measured on this job:
 #:
 #: - ``MALLOC_TRIM_THRESHOLD_`` unset: Dask sets it to 64 KiB so freed memory goes back to the
 #:   OS at once, which also turns off glibc's adaptive mmap threshold: every numpy temporary
-#:   over 128 KiB is then mapped afresh and faulted in page by page. Measured on the retro
-#:   matcher: the same work took twice the CPU time (half of it in the kernel).
-#: - The statistical profiler off: it samples every task's stack 100 times a second for a
-#:   dashboard these clusters do not start.
-LOCAL_WORKER_CONFIG: dict[str, Any] = {
+#:   over 128 KiB is then mapped afresh and faulted in page by page. On the retro matcher the
+#:   same work took twice the CPU time, half of it in the kernel.
+#: - Housekeeping at a calmer pace: an idle 2-worker cluster used 12 % of a core (event-loop
+#:   health ticks every 20 ms, system and memory monitors every 0.5 s and 0.1 s, the statistical
+#:   profiler sampling every task 100 times a second for a dashboard we do not start); with
+#:   these, 2.5 %. On a shared machine that tax comes out of the job's share.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.worker.memory.monitor-interval": "500ms",
 }
 
 _cache: dict[str, Any] = {}
@@ -175,7 +182,7 @@ def open_runner(
         return
     count = workers if workers is not None else max(1, os.cpu_count() or 1)
     with (
-        importlib.import_module("dask").config.set(LOCAL_WORKER_CONFIG),
+        importlib.import_module("dask").config.set(LOCAL_CLUSTER_CONFIG),
         LocalCluster(
             n_workers=count,
             threads_per_worker=1,
