@@ -239,3 +239,20 @@ def test_sqlite_record_column_readers(tmp_path: Path) -> None:
         assert [bytes(m).hex() for m in md5] == [i.md5 for i in items]
         picked = record.read_contents([int(ids[7]), int(ids[3])])
         assert [p.content_id for p in picked] == ["post/3", "post/7"]
+
+
+def test_a_worker_keeps_one_delta_at_a_time() -> None:
+    """A long-lived worker of a shared cluster runs retro after retro: each new delta's tables
+    replace (and close) the previous ones instead of piling up."""
+    from uploadscan.batch._dask import worker_cache
+
+    rng = np.random.default_rng(2)
+    first = DeltaMatcher(pdq_delta(rng.integers(0, 256, (5, 32), dtype=np.uint8), 300))
+    assert first.method == "index"  # holds a temporary index file until closed
+    index_dir = Path(first._pdq._dir.name)  # type: ignore[union-attr]
+    assert worker_cache("delta:test-1", lambda: first, group="retro-delta") is first
+    assert worker_cache("delta:test-1", lambda: None, group="retro-delta") is first
+    second = DeltaMatcher(pdq_delta(rng.integers(0, 256, (5, 32), dtype=np.uint8), 31))
+    assert worker_cache("delta:test-2", lambda: second, group="retro-delta") is second
+    assert not index_dir.exists()
+    second.close()

@@ -55,22 +55,40 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
 }
 
 _cache: dict[str, Any] = {}
+_groups: dict[str, str] = {}
 _cache_lock = threading.Lock()
 
 
-def worker_cache(key: str, factory: Callable[[], Any], *, keep: int = 4) -> Any:
-    """A per-process value built once by ``factory`` (at most ``keep`` kept, oldest dropped)."""
+def worker_cache(
+    key: str, factory: Callable[[], Any], *, keep: int = 4, group: str | None = None
+) -> Any:
+    """A per-process value built once by ``factory`` (at most ``keep`` kept, oldest dropped).
+
+    With ``group``, a new value replaces (and closes) any other value of the same group: a
+    long-lived worker of a shared cluster keeps one retro delta's tables, not one per job.
+    """
     with _cache_lock:
         if key in _cache:
             return _cache[key]
+        stale = [k for k in _cache if group is not None and _groups.get(k) == group]
+        for old_key in stale:
+            _close(_cache.pop(old_key))
+            _groups.pop(old_key, None)
         value = factory()
         _cache[key] = value
+        if group is not None:
+            _groups[key] = group
         while len(_cache) > keep:
-            old = _cache.pop(next(iter(_cache)))
-            close = getattr(old, "close", None)
-            if callable(close):
-                close()
+            oldest = next(iter(_cache))
+            _groups.pop(oldest, None)
+            _close(_cache.pop(oldest))
         return value
+
+
+def _close(value: Any) -> None:
+    close = getattr(value, "close", None)
+    if callable(close):
+        close()
 
 
 class TaskRunner(Protocol):

@@ -68,7 +68,9 @@ class ShardResult:
 
 def matcher_for(delta: Delta) -> DeltaMatcher:
     """The delta's matcher, built once per worker process and kept for every shard."""
-    built: DeltaMatcher = worker_cache(f"delta:{delta.token}", lambda: DeltaMatcher(delta))
+    built: DeltaMatcher = worker_cache(
+        f"delta:{delta.token}", lambda: DeltaMatcher(delta), group="retro-delta"
+    )
     return built
 
 
