@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,19 +184,26 @@ def shard_locations(export: str | os.PathLike[str]) -> list[str]:
 
 def shard_rows(location: str) -> int:
     """Rows of one shard file, from its footer (no data read)."""
-    return int(_open(location).metadata.num_rows)
+    with _open(location) as shard:
+        return int(shard.metadata.num_rows)
 
 
-def _open(location: str) -> Any:
-    """A ``pyarrow.parquet.ParquetFile`` for a local path (memory-mapped) or an fsspec URL."""
+@contextmanager
+def _open(location: str) -> Iterator[Any]:
+    """A ``pyarrow.parquet.ParquetFile`` for a local path (memory-mapped) or an fsspec URL,
+    closed (with the URL's file handle) on exit."""
     pa, pq = _pyarrow()
-    try:
-        if is_url(location):
-            fs, path = _fsspec().core.url_to_fs(location)
-            return pq.ParquetFile(fs.open(path, "rb"))
-        return pq.ParquetFile(location, memory_map=True)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise StoreError(f"cannot read Parquet shard {location}: {exc}") from None
+    with ExitStack() as stack:
+        try:
+            if is_url(location):
+                fs, path = _fsspec().core.url_to_fs(location)
+                source = stack.enter_context(fs.open(path, "rb"))
+                shard = stack.enter_context(pq.ParquetFile(source))
+            else:
+                shard = stack.enter_context(pq.ParquetFile(location, memory_map=True))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(f"cannot read Parquet shard {location}: {exc}") from None
+        yield shard
 
 
 def _fixed_column(column: Any, width: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
@@ -245,30 +254,38 @@ def parquet_candidates(
     ]
     if not columns:
         return [], 0
-    shard = _open(location)
-    hit_rows = []
-    first = 0
     try:
-        for batch in shard.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
-            hit = np.zeros(batch.num_rows, bool)
-            for name in columns:
-                codes, valid = _fixed_column(batch.column(name), 32 if name != "md5" else 16)
-                if name == "pdq":
-                    hit |= matcher.pdq_hits(codes, valid)
-                else:
-                    hit |= matcher.digest_hits(name, codes, valid)
-            hit_rows.append(np.flatnonzero(hit) + first)
-            first += batch.num_rows
-        rows = np.concatenate(hit_rows) if hit_rows else np.empty(0, np.int64)
-        if not rows.shape[0]:
-            return [], first
-        ids = shard.read(columns=["content_id"], use_threads=False).column("content_id")
-        wanted = pa.array(sorted(set(ids.take(pa.array(rows)).to_pylist())), pa.string())
-        del ids
-        found = _contents(shard, wanted, batch_rows)
-        return [found.item(i) for i in range(len(found))], first
+        with _open(location) as shard:
+            return _scan(shard, matcher, columns, batch_rows)
     except (OSError, pa.ArrowInvalid) as exc:
         raise StoreError(f"cannot read Parquet shard {location}: {exc}") from None
+
+
+def _scan(
+    shard: Any, matcher: DeltaMatcher, columns: list[str], batch_rows: int
+) -> tuple[list[PublishedItem], int]:
+    """``parquet_candidates`` on an open file: hit rows first, then whole contents."""
+    pa, _ = _pyarrow()
+    hit_rows = []
+    first = 0
+    for batch in shard.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+        hit = np.zeros(batch.num_rows, bool)
+        for name in columns:
+            codes, valid = _fixed_column(batch.column(name), 32 if name != "md5" else 16)
+            if name == "pdq":
+                hit |= matcher.pdq_hits(codes, valid)
+            else:
+                hit |= matcher.digest_hits(name, codes, valid)
+        hit_rows.append(np.flatnonzero(hit) + first)
+        first += batch.num_rows
+    rows = np.concatenate(hit_rows) if hit_rows else np.empty(0, np.int64)
+    if not rows.shape[0]:
+        return [], first
+    ids = shard.read(columns=["content_id"], use_threads=False).column("content_id")
+    wanted = pa.array(sorted(set(ids.take(pa.array(rows)).to_pylist())), pa.string())
+    del ids
+    found = _contents(shard, wanted, batch_rows)
+    return [found.item(i) for i in range(len(found))], first
 
 
 def _contents(shard: Any, wanted: Any, batch_rows: int) -> RecordShard:
@@ -283,7 +300,8 @@ def _contents(shard: Any, wanted: Any, batch_rows: int) -> RecordShard:
         keep = pc.is_in(batch.column("content_id"), value_set=wanted)
         if pc.any(keep).as_py():
             parts.append(batch.filter(keep))
-    return _record_shard(pa.Table.from_batches(parts, schema=schema()))
+    table = pa.Table.from_batches(parts) if parts else schema().empty_table()
+    return _record_shard(table)
 
 
 def read_parquet_shard(path: str | os.PathLike[str]) -> RecordShard:
@@ -291,7 +309,8 @@ def read_parquet_shard(path: str | os.PathLike[str]) -> RecordShard:
     pa, _ = _pyarrow()
     location = os.fspath(path)
     try:
-        table = _open(location).read(columns=list(SCHEMA_FIELDS), use_threads=False)
+        with _open(location) as shard:
+            table = shard.read(columns=list(SCHEMA_FIELDS), use_threads=False)
     except (OSError, pa.ArrowInvalid) as exc:
         raise StoreError(f"cannot read Parquet shard {location}: {exc}") from None
     return _record_shard(table)
