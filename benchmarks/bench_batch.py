@@ -496,7 +496,10 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-batch-", dir=args.workdir))
     try:
         with redirect_stdout(tee):
-            print(f"# bench_batch.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+            command = " ".join(["python benchmarks/bench_batch.py", *(argv or sys.argv[1:])])
+            print(f"# {command}")
+            print()
+            print(time.strftime("Run %Y-%m-%d %H:%M %Z", time.gmtime()))
             print()
             print_machine_info(
                 [
