@@ -54,6 +54,10 @@ from ._delta import Delta, DeltaMatcher, load_delta
 __all__ = ["RetroResult", "RetroVerdict", "find_candidates", "retro"]
 
 RETRO_VERSION_KEY = "retro_version"
+#: Splitting the SQLite record: tasks per worker, and the bounds of a task, in contents.
+TASKS_PER_WORKER = 4
+MIN_SHARD_ROWS = 1_000
+MAX_SHARD_ROWS = 100_000
 _NAMESPACE = uuid.UUID("1b0c3f7e-6f49-5b7a-9d55-2a8f0f2e4c11")
 
 
@@ -194,7 +198,7 @@ def retro(
     scheduler: str | None = None,
     workers: int | None = 0,
     runner: TaskRunner | None = None,
-    shard_rows: int = 100_000,
+    shard_rows: int | None = None,
     record_audit: bool = True,
     on_verdict: Callable[[RetroVerdict], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -206,8 +210,9 @@ def retro(
     ``published.sqlite3``, or the Parquet export in ``parquet`` (a directory, or an fsspec URL
     every worker can read). Work runs in this process (``workers=0``, the default), on a
     ``LocalCluster`` of ``workers`` processes, on the Dask cluster at ``scheduler``, or on a
-    given ``runner``. ``on_progress(done, total)`` counts recorded rows (PDQ hashes, and
-    contents when only digests were added), a shard at a time.
+    given ``runner``. ``shard_rows`` contents of the SQLite record make one task (default:
+    sized from the record and the workers). ``on_progress(done, total)`` counts recorded rows
+    (PDQ hashes, and contents when only digests were added), a shard at a time.
     """
     started = time.monotonic()
     store = scanner.store
@@ -223,10 +228,11 @@ def retro(
         lists = {hl.name: hl for hl in store.lists()}
         radius = int(search_radius(registry.get("pdq"), lists))
         delta = load_delta(store, since, upto, radius)
-        fn, tasks, total = _plan(record, delta, parquet, shard_rows)
         found: list[PublishedItem] = []
-        if tasks:
+        tasks: list[tuple[Any, ...]] = []
+        if delta.size and (parquet is not None or record.count()):
             with contextlib_runner(runner, scheduler, workers) as active:
+                fn, tasks, total = _plan(record, delta, parquet, shard_rows, active.workers)
                 shared = active.share(delta)
                 args = [(*task, shared) for task in tasks]
                 done = 0
@@ -253,20 +259,31 @@ def retro(
 
 
 def _plan(
-    record: PublishedRecord, delta: Delta, parquet: str | Path | None, shard_rows: int
+    record: PublishedRecord,
+    delta: Delta,
+    parquet: str | Path | None,
+    shard_rows: int | None,
+    workers: int,
 ) -> tuple[Callable[..., ShardResult], list[tuple[Any, ...]], int]:
-    """The task function, its per-shard arguments and the rows they will read in all."""
-    if not delta.size:
-        return _sqlite_task, [], 0
+    """The task function, its per-shard arguments and the rows they will read in all.
+
+    A Parquet export is one task per file. The SQLite record is cut into ranges of
+    ``shard_rows`` contents, by default enough for ``TASKS_PER_WORKER`` tasks per worker
+    (between ``MIN_SHARD_ROWS`` and ``MAX_SHARD_ROWS`` contents each).
+    """
     if parquet is not None:
         from ._parquet import shard_locations
         from ._parquet import shard_rows as rows_in
 
         locations = shard_locations(parquet)
         return _parquet_task, [(p,) for p in locations], sum(rows_in(p) for p in locations)
+    contents = record.count()
+    if shard_rows is None:
+        wanted = -(-contents // (max(1, workers) * TASKS_PER_WORKER))
+        shard_rows = max(MIN_SHARD_ROWS, min(MAX_SHARD_ROWS, wanted))
     path = str(record.path)
     ranges = record.shard_ranges(shard_rows)
-    total = record.pdq_rows() if delta.pdq_ids.shape[0] else record.count()
+    total = record.pdq_rows() if delta.pdq_ids.shape[0] else contents
     return _sqlite_task, [(path, lo, hi) for lo, hi in ranges], total
 
 

@@ -57,7 +57,13 @@ def register(subparsers: Any) -> None:
     retro.add_argument(
         "--parquet", metavar="DIR", default=None, help="read the record from a Parquet export"
     )
-    retro.add_argument("--shard-rows", type=int, default=100_000, metavar="N")
+    retro.add_argument(
+        "--shard-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="contents of the SQLite record per task (default: about 4 tasks per worker)",
+    )
     retro.add_argument("--no-audit", action="store_true", help="do not record the verdicts")
     _add_dask_arguments(retro)
     retro.set_defaults(handler=run_retro)
