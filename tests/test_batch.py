@@ -276,6 +276,7 @@ def test_killed_backfill_resumes_without_duplicates(
         [*base, "--scheduler", address], capture_output=True, text=True, env=env, timeout=120
     )
     assert second.returncode == 1, second.stderr  # listed images are flagged
+    assert "\r" not in second.stderr  # no progress bar when piped
     reported = [json.loads(line)["content_id"] for line in second.stdout.splitlines()]
     assert len(reported) == len(set(reported)) <= len(paths) - killed_at
 
@@ -287,5 +288,67 @@ def test_killed_backfill_resumes_without_duplicates(
     assert {d.origin for d in decisions} == {DecisionOrigin.BACKFILL}
     flagged = sum(d.action is not Action.ALLOW for d in decisions)
     assert flagged == 3 * 2  # kodim03, kodim07, kodim15 in two copies each
+    with PublishedRecord.open(home / "published.sqlite3") as record:
+        assert record.count() == len(paths)
+    with sqlite3.connect(checkpoint) as conn:
+        marked = dict(conn.execute("SELECT content_id, verdict_id FROM done"))
+    assert sorted(marked) == paths
+    assert set(marked.values()) == {d.verdict_id for d in decisions}
+
+
+_KILL_AFTER = """
+import os, signal, sys
+from uploadscan import Scanner
+from uploadscan.batch import backfill
+
+seen = 0
+
+
+def kill_after(item):
+    global seen
+    seen += 1
+    if seen == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+with Scanner.open(sys.argv[1], audit=False) as scanner:
+    backfill(
+        scanner, sys.argv[2], checkpoint=sys.argv[4], workers=0, batch_size=2, on_item=kill_after
+    )
+"""
+
+
+def test_kill_between_audit_and_checkpoint_records_nothing_twice(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """SIGKILL at a known point: three decisions audited, the third file's record and
+    checkpoint row not yet written (they are flushed after a task's results, at most once a
+    second or per 256 files). The next run scans the unmarked files again and must find their
+    decisions already there."""
+    paths = link_media(data_dir, tmp_path / "catalogue", IMAGES[:6])
+    home = tmp_path / "home"
+    with Scanner.open(home) as scanner:
+        add_lists(scanner, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    checkpoint = tmp_path / "checkpoint.sqlite3"
+    source = str(tmp_path / "catalogue")
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_AFTER, str(home), source, "3", str(checkpoint)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    marked = _done(checkpoint)
+    assert marked in (0, 2)  # the first task's two files, if a flush came before the kill
+    with Scanner.open(home, audit=False) as scanner:
+        audited_before = {d.verdict_id for d in scanner.store.decisions()}
+        assert len(audited_before) == 3  # the third was audited, never checkpointed
+        result = backfill(scanner, source, checkpoint=checkpoint, workers=0)
+        assert (result.skipped, result.scanned) == (marked, len(paths) - marked)
+        decisions = scanner.store.decisions()
+    assert len(decisions) == len({d.verdict_id for d in decisions}) == len(paths)
+    assert audited_before <= {d.verdict_id for d in decisions}
     with PublishedRecord.open(home / "published.sqlite3") as record:
         assert record.count() == len(paths)

@@ -33,23 +33,62 @@ __all__ = ["DaskRunner", "InlineRunner", "TaskRunner", "open_runner", "worker_ca
 
 DEFAULT_RETRIES = 2
 
+#: Dask settings for a ``LocalCluster`` we start: its scheduler runs in this process, its
+#: workers are our own processes (a cluster started elsewhere keeps its own settings;
+#: docs/scale.md says what to set there). Each was measured on this job:
+#:
+#: - ``MALLOC_TRIM_THRESHOLD_`` unset: Dask sets it to 64 KiB so freed memory goes back to the
+#:   OS at once, which also turns off glibc's adaptive mmap threshold: every numpy temporary
+#:   over 128 KiB is then mapped afresh and faulted in page by page. On the retro matcher the
+#:   same work took twice the CPU time, half of it in the kernel.
+#: - Housekeeping at a calmer pace: an idle 2-worker cluster used 12 % of a core (event-loop
+#:   health ticks every 20 ms, system and memory monitors every 0.5 s and 0.1 s, the statistical
+#:   profiler sampling every task 100 times a second for a dashboard we do not start); with
+#:   these, 2.5 %. On a shared machine that tax comes out of the job's share.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
+
 _cache: dict[str, Any] = {}
+_groups: dict[str, str] = {}
 _cache_lock = threading.Lock()
 
 
-def worker_cache(key: str, factory: Callable[[], Any], *, keep: int = 4) -> Any:
-    """A per-process value built once by ``factory`` (at most ``keep`` kept, oldest dropped)."""
+def worker_cache(
+    key: str, factory: Callable[[], Any], *, keep: int = 4, group: str | None = None
+) -> Any:
+    """A per-process value built once by ``factory`` (at most ``keep`` kept, oldest dropped).
+
+    With ``group``, a new value replaces (and closes) any other value of the same group: a
+    long-lived worker of a shared cluster keeps one retro delta's tables, not one per job.
+    """
     with _cache_lock:
         if key in _cache:
             return _cache[key]
+        stale = [k for k in _cache if group is not None and _groups.get(k) == group]
+        for old_key in stale:
+            _close(_cache.pop(old_key))
+            _groups.pop(old_key, None)
         value = factory()
         _cache[key] = value
+        if group is not None:
+            _groups[key] = group
         while len(_cache) > keep:
-            old = _cache.pop(next(iter(_cache)))
-            close = getattr(old, "close", None)
-            if callable(close):
-                close()
+            oldest = next(iter(_cache))
+            _groups.pop(oldest, None)
+            _close(_cache.pop(oldest))
         return value
+
+
+def _close(value: Any) -> None:
+    close = getattr(value, "close", None)
+    if callable(close):
+        close()
 
 
 class TaskRunner(Protocol):
@@ -161,6 +200,7 @@ def open_runner(
         return
     count = workers if workers is not None else max(1, os.cpu_count() or 1)
     with (
+        importlib.import_module("dask").config.set(LOCAL_CLUSTER_CONFIG),
         LocalCluster(
             n_workers=count,
             threads_per_worker=1,

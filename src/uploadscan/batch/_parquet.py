@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,17 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ConfigError, StoreError
-from ..store._published import PublishedRecord, RecordShard
+from ..store._published import PublishedItem, PublishedRecord, RecordShard
+from ._delta import DeltaMatcher
 
-__all__ = ["SCHEMA_FIELDS", "export_parquet", "parquet_shards", "read_parquet_shard"]
+__all__ = [
+    "SCHEMA_FIELDS",
+    "export_parquet",
+    "parquet_candidates",
+    "parquet_shards",
+    "read_parquet_shard",
+    "shard_locations",
+]
 
 SCHEMA_FIELDS = (
     "content_id",
@@ -136,11 +146,64 @@ def export_parquet(
 
 
 def parquet_shards(directory: str | os.PathLike[str]) -> list[Path]:
-    """The shard files of an export, in order."""
+    """The shard files of a local export, in order."""
     base = Path(directory)
     if not base.is_dir():
         raise StoreError(f"no Parquet export at {base}")
     return sorted(base.glob(f"{_PART_PREFIX}*.parquet"))
+
+
+def is_url(location: str) -> bool:
+    """An fsspec URL (``s3://``, ``gs://``, ``file://``...) rather than a local path."""
+    return "://" in location
+
+
+def _fsspec() -> Any:
+    try:
+        import fsspec  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        raise ConfigError('URLs need fsspec: pip install "uploadscan[dask]"') from None
+    return fsspec
+
+
+def shard_locations(export: str | os.PathLike[str]) -> list[str]:
+    """The shard files of an export, in order: local paths, or URLs for an fsspec URL (object
+    storage that every worker can read, such as ``s3://bucket/published/``)."""
+    location = os.fspath(export)
+    if not is_url(location):
+        return [str(p) for p in parquet_shards(location)]
+    fs, root = _fsspec().core.url_to_fs(location)
+    try:
+        found = fs.glob(f"{root.rstrip('/')}/{_PART_PREFIX}*.parquet")
+    except OSError as exc:
+        raise StoreError(f"cannot list the Parquet export {location}: {exc}") from None
+    if not found and not fs.isdir(root):
+        raise StoreError(f"no Parquet export at {location}")
+    return [fs.unstrip_protocol(p) for p in sorted(found)]
+
+
+def shard_rows(location: str) -> int:
+    """Rows of one shard file, from its footer (no data read)."""
+    with _open(location) as shard:
+        return int(shard.metadata.num_rows)
+
+
+@contextmanager
+def _open(location: str) -> Iterator[Any]:
+    """A ``pyarrow.parquet.ParquetFile`` for a local path (memory-mapped) or an fsspec URL,
+    closed (with the URL's file handle) on exit."""
+    pa, pq = _pyarrow()
+    with ExitStack() as stack:
+        try:
+            if is_url(location):
+                fs, path = _fsspec().core.url_to_fs(location)
+                source = stack.enter_context(fs.open(path, "rb"))
+                shard = stack.enter_context(pq.ParquetFile(source))
+            else:
+                shard = stack.enter_context(pq.ParquetFile(location, memory_map=True))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(f"cannot read Parquet shard {location}: {exc}") from None
+        yield shard
 
 
 def _fixed_column(column: Any, width: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
@@ -158,18 +221,103 @@ def _fixed_column(column: Any, width: int) -> tuple[npt.NDArray[np.uint8], npt.N
         return np.zeros((n, width), np.uint8), valid
     start = column.offset * width
     data = np.frombuffer(buffer, dtype=np.uint8)[start : start + n * width].reshape(n, width)
-    data = data.copy()
-    data[~valid] = 0
+    if column.null_count:
+        data = data.copy()
+        data[~valid] = 0
     return data, valid
 
 
-def read_parquet_shard(path: str | os.PathLike[str]) -> RecordShard:
-    """One shard file as a ``RecordShard`` (the columnar form workers search)."""
-    pa, pq = _pyarrow()
+#: Rows per streamed batch: 64 k PDQ codes are 2 MB, so a worker's memory stays flat
+#: whatever the shard size, and each batch is large enough to keep the matcher vectorised.
+BATCH_ROWS = 1 << 16
+
+
+def parquet_candidates(
+    location: str, matcher: DeltaMatcher, *, batch_rows: int = BATCH_ROWS
+) -> tuple[list[PublishedItem], int]:
+    """Contents of one shard with a recorded hash within reach of the delta, and the number
+    of rows read.
+
+    Streams only the hash columns the delta needs, ``batch_rows`` at a time; the content ids
+    and the other columns are read only when something hit, and only the hit contents' rows
+    are kept (all of them, wherever they sit in the file, so a video is judged whole).
+    """
+    pa, _ = _pyarrow()
+    columns = [
+        name
+        for name, wanted in (
+            ("pdq", matcher.wants_pdq),
+            ("md5", matcher.wants_md5),
+            ("sha256", matcher.wants_sha256),
+        )
+        if wanted
+    ]
+    if not columns:
+        return [], 0
     try:
-        table = pq.read_table(path, columns=list(SCHEMA_FIELDS))
+        with _open(location) as shard:
+            return _scan(shard, matcher, columns, batch_rows)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise StoreError(f"cannot read Parquet shard {path}: {exc}") from None
+        raise StoreError(f"cannot read Parquet shard {location}: {exc}") from None
+
+
+def _scan(
+    shard: Any, matcher: DeltaMatcher, columns: list[str], batch_rows: int
+) -> tuple[list[PublishedItem], int]:
+    """``parquet_candidates`` on an open file: hit rows first, then whole contents."""
+    pa, _ = _pyarrow()
+    hit_rows = []
+    first = 0
+    for batch in shard.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+        hit = np.zeros(batch.num_rows, bool)
+        for name in columns:
+            codes, valid = _fixed_column(batch.column(name), 32 if name != "md5" else 16)
+            if name == "pdq":
+                hit |= matcher.pdq_hits(codes, valid)
+            else:
+                hit |= matcher.digest_hits(name, codes, valid)
+        hit_rows.append(np.flatnonzero(hit) + first)
+        first += batch.num_rows
+    rows = np.concatenate(hit_rows) if hit_rows else np.empty(0, np.int64)
+    if not rows.shape[0]:
+        return [], first
+    ids = shard.read(columns=["content_id"], use_threads=False).column("content_id")
+    wanted = pa.array(sorted(set(ids.take(pa.array(rows)).to_pylist())), pa.string())
+    del ids
+    found = _contents(shard, wanted, batch_rows)
+    return [found.item(i) for i in range(len(found))], first
+
+
+def _contents(shard: Any, wanted: Any, batch_rows: int) -> RecordShard:
+    """Every row of the ``wanted`` content ids, as a ``RecordShard``."""
+    pa, _ = _pyarrow()
+    import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
+
+    parts = []
+    for batch in shard.iter_batches(
+        batch_size=batch_rows, columns=list(SCHEMA_FIELDS), use_threads=False
+    ):
+        keep = pc.is_in(batch.column("content_id"), value_set=wanted)
+        if pc.any(keep).as_py():
+            parts.append(batch.filter(keep))
+    table = pa.Table.from_batches(parts) if parts else schema().empty_table()
+    return _record_shard(table)
+
+
+def read_parquet_shard(path: str | os.PathLike[str]) -> RecordShard:
+    """One whole shard file as a ``RecordShard`` (the columnar form of the record)."""
+    pa, _ = _pyarrow()
+    location = os.fspath(path)
+    try:
+        with _open(location) as shard:
+            table = shard.read(columns=list(SCHEMA_FIELDS), use_threads=False)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise StoreError(f"cannot read Parquet shard {location}: {exc}") from None
+    return _record_shard(table)
+
+
+def _record_shard(table: Any) -> RecordShard:
+    """Rows of the flat table grouped by content (first-seen order) as a ``RecordShard``."""
     encoded = table.column("content_id").combine_chunks().dictionary_encode()
     row_owner = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64)
     content_ids = [str(x) for x in encoded.dictionary.to_pylist()]

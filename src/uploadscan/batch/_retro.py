@@ -5,11 +5,14 @@ the published-content record with the same rules as an upload, so a platform lea
 its existing posts a new list names — not only which future uploads.
 
 The two sides are very unequal: a sync adds thousands of entries, the record holds millions of
-hashes. So the small side is indexed (the added PDQ codes in a temporary ``HammingIndex``,
-built once per worker; added MD5/SHA-256 as a sorted array) and the large side is streamed,
-shard by shard, through it, on Dask workers or in this process. Every recorded PDQ query
-counts — the image's hash, its dihedral and trimmed variants, each video frame — and the
-search radius is the widest threshold of any list, exactly as ``scan`` searches.
+hashes. So the small side is prepared once per worker (``_delta.DeltaMatcher``: the added PDQ
+codes in expanded substring tables, the added MD5/SHA-256 as sorted arrays; the delta itself
+is broadcast to the workers once) and the large side is streamed through it: each task reads
+one shard, only the hash columns, in batches of 64 k rows (``_parquet.parquet_candidates``, or
+``PublishedRecord.read_pdq`` for the SQLite record), and sends back only the few contents
+that hit. Every recorded PDQ query counts — the image's hash, its dihedral and trimmed
+variants, each video frame — and the search radius is the widest threshold of any list,
+exactly as ``scan`` searches.
 
 A shard only yields *candidates*: contents with a hit. Those few are then judged on the client
 through the scanner's own lookup and policy (per-list thresholds, quality floor, labels,
@@ -26,7 +29,6 @@ the next run.
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,130 +37,86 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from .._action import Action
-from .._errors import ConfigError
 from .._judge import decision_record
 from .._matching import search_radius
 from .._scanner import Scanner, judge_queries
 from .._verdict import Verdict
 from ..hashing._registry import registry
-from ..index._hamming import HammingIndex, SearchHits
 from ..store._audit import DecisionOrigin
 from ..store._lists import ListKind
 from ..store._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, RecordShard
 from ..store._store import Store
 from ._dask import TaskRunner, open_runner, worker_cache
+from ._delta import Delta, DeltaMatcher, load_delta
 
-__all__ = ["Delta", "RetroResult", "RetroVerdict", "find_candidates", "load_delta", "retro"]
+__all__ = ["RetroResult", "RetroVerdict", "find_candidates", "retro"]
 
 RETRO_VERSION_KEY = "retro_version"
+#: Splitting the SQLite record: tasks per worker, and the bounds of a task, in contents.
+TASKS_PER_WORKER = 4
+MIN_SHARD_ROWS = 1_000
+MAX_SHARD_ROWS = 100_000
 _NAMESPACE = uuid.UUID("1b0c3f7e-6f49-5b7a-9d55-2a8f0f2e4c11")
 
 
 @dataclass(frozen=True)
-class Delta:
-    """The entries a version range added, as arrays a worker can index (the small side)."""
+class ShardResult:
+    """What a worker sends back for one shard: the few candidates and how many recorded
+    rows it read (for progress), never the shard itself."""
 
-    since: int
-    upto: int
-    token: str
-    radius: int
-    pdq_ids: npt.NDArray[np.int64]
-    pdq_codes: npt.NDArray[np.uint8]
-    md5: npt.NDArray[np.void]
-    sha256: npt.NDArray[np.void]
-    digest_ids: frozenset[int] = frozenset()
-
-    @property
-    def size(self) -> int:
-        return int(self.pdq_ids.shape[0] + self.md5.shape[0] + self.sha256.shape[0])
-
-    @property
-    def entry_ids(self) -> frozenset[int]:
-        return frozenset(self.pdq_ids.tolist()) | self.digest_ids
+    items: list[PublishedItem]
+    rows: int
 
 
-def _as_void(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.void]:
-    codes = np.ascontiguousarray(codes)
-    return np.sort(codes.view(np.dtype((np.void, codes.shape[1]))).ravel())
-
-
-def load_delta(store: Store, since: int, upto: int, radius: int) -> Delta:
-    """What the store gained between ``since`` (exclusive) and ``upto`` (inclusive)."""
-    if not 0 <= since <= upto:
-        raise ConfigError(f"need 0 <= since ({since}) <= upto ({upto})")
-    pdq_ids, pdq_codes, _ = store.changes("pdq", since, upto)
-    md5_ids, md5_codes, _ = store.changes("md5", since, upto)
-    sha_ids, sha_codes, _ = store.changes("sha256", since, upto)
-    return Delta(
-        since=since,
-        upto=upto,
-        token=f"{store.store_id}:{since}:{upto}:{radius}",
-        radius=radius,
-        pdq_ids=pdq_ids,
-        pdq_codes=np.ascontiguousarray(pdq_codes),
-        md5=_as_void(md5_codes.reshape(-1, 16)),
-        sha256=_as_void(sha_codes.reshape(-1, 32)),
-        digest_ids=frozenset(md5_ids.tolist()) | frozenset(sha_ids.tolist()),
+def matcher_for(delta: Delta) -> DeltaMatcher:
+    """The delta's matcher, built once per worker process and kept for every shard."""
+    built: DeltaMatcher = worker_cache(
+        f"delta:{delta.token}", lambda: DeltaMatcher(delta), group="retro-delta"
     )
-
-
-class _DeltaIndex:
-    """The delta's PDQ codes in a temporary index file, one per worker process and delta."""
-
-    def __init__(self, delta: Delta) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="uploadscan-delta-")
-        self._index = HammingIndex.build(
-            delta.pdq_codes, delta.pdq_ids, Path(self._dir.name) / "delta.idx"
-        )
-
-    def search(self, codes: npt.NDArray[np.uint8], radius: int) -> SearchHits:
-        return self._index.search(codes, radius)
-
-    def close(self) -> None:
-        self._dir.cleanup()
-
-
-#: Recorded codes searched per call: bounds the hit arrays of one step.
-_SEARCH_CHUNK = 1 << 18
+    return built
 
 
 def find_candidates(shard: RecordShard, delta: Delta) -> list[PublishedItem]:
     """Contents of ``shard`` with a recorded hash within reach of an added entry."""
+    matcher = matcher_for(delta)
     hit = np.zeros(len(shard), bool)
-    if delta.pdq_ids.shape[0] and shard.codes.shape[0]:
-        index: _DeltaIndex = worker_cache(f"delta:{delta.token}", lambda: _DeltaIndex(delta))
-        for start in range(0, shard.codes.shape[0], _SEARCH_CHUNK):
-            found = index.search(shard.codes[start : start + _SEARCH_CHUNK], delta.radius)
-            if len(found):
-                hit[shard.owner[start + found.query.astype(np.int64)]] = True
-    for codes, ok, added in (
-        (shard.md5, shard.md5_ok, delta.md5),
-        (shard.sha256, shard.sha256_ok, delta.sha256),
-    ):
-        if added.shape[0] and len(shard):
-            hit |= ok & np.isin(_rows(codes), added)
+    pdq = matcher.pdq_hits(shard.codes)
+    hit[shard.owner[pdq]] = True
+    hit |= matcher.digest_hits("md5", shard.md5, shard.md5_ok)
+    hit |= matcher.digest_hits("sha256", shard.sha256, shard.sha256_ok)
     return [shard.item(i) for i in np.flatnonzero(hit).tolist()]
 
 
-def _rows(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.void]:
-    codes = np.ascontiguousarray(codes)
-    return codes.view(np.dtype((np.void, codes.shape[1]))).ravel()
-
-
-def _sqlite_task(path: str, lo: int, hi: int, delta: Delta) -> list[PublishedItem]:
+def _sqlite_task(path: str, lo: int, hi: int, delta: Delta) -> ShardResult:
+    """One range of content rows of ``published.sqlite3``: read the hash columns only, then
+    the full records of the contents that hit."""
     record: PublishedRecord = worker_cache(
         f"record:{path}", lambda: PublishedRecord.open(path, read_only=True)
     )
-    return find_candidates(record.read_shard(lo, hi), delta)
+    matcher = matcher_for(delta)
+    contents: set[int] = set()
+    rows = 0
+    if matcher.wants_pdq:
+        owners, codes = record.read_pdq(lo, hi)
+        rows = int(owners.shape[0])
+        contents.update(owners[matcher.pdq_hits(codes)].tolist())
+    if matcher.wants_md5 or matcher.wants_sha256:
+        ids, md5, md5_ok, sha256, sha256_ok = record.read_digests(lo, hi)
+        hit = matcher.digest_hits("md5", md5, md5_ok)
+        hit |= matcher.digest_hits("sha256", sha256, sha256_ok)
+        contents.update(ids[hit].tolist())
+        if not matcher.wants_pdq:
+            rows = int(ids.shape[0])
+    return ShardResult(record.read_contents(sorted(contents)), rows)
 
 
-def _parquet_task(path: str, delta: Delta) -> list[PublishedItem]:
-    from ._parquet import read_parquet_shard
+def _parquet_task(location: str, delta: Delta) -> ShardResult:
+    from ._parquet import parquet_candidates
 
-    return find_candidates(read_parquet_shard(path), delta)
+    items, rows = parquet_candidates(location, matcher_for(delta))
+    return ShardResult(items, rows)
 
 
 # ---------------------------------------------------------------------- judging (client side)
@@ -240,7 +198,7 @@ def retro(
     scheduler: str | None = None,
     workers: int | None = 0,
     runner: TaskRunner | None = None,
-    shard_rows: int = 100_000,
+    shard_rows: int | None = None,
     record_audit: bool = True,
     on_verdict: Callable[[RetroVerdict], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -249,9 +207,12 @@ def retro(
 
     Defaults: ``since_version`` the ``upto`` of the last completed run (0 the first time:
     every entry), ``upto_version`` the store's version now. The record is the data directory's
-    ``published.sqlite3``, or the Parquet export in ``parquet``. Work runs in this process
-    (``workers=0``, the default), on a ``LocalCluster`` of ``workers`` processes, on the Dask
-    cluster at ``scheduler``, or on a given ``runner``.
+    ``published.sqlite3``, or the Parquet export in ``parquet`` (a directory, or an fsspec URL
+    every worker can read). Work runs in this process (``workers=0``, the default), on a
+    ``LocalCluster`` of ``workers`` processes, on the Dask cluster at ``scheduler``, or on a
+    given ``runner``. ``shard_rows`` contents of the SQLite record make one task (default:
+    sized from the record and the workers). ``on_progress(done, total)`` counts recorded rows
+    (PDQ hashes, and contents when only digests were added), a shard at a time.
     """
     started = time.monotonic()
     store = scanner.store
@@ -267,29 +228,20 @@ def retro(
         lists = {hl.name: hl for hl in store.lists()}
         radius = int(search_radius(registry.get("pdq"), lists))
         delta = load_delta(store, since, upto, radius)
-        tasks: list[tuple[Callable[..., list[PublishedItem]], tuple[Any, ...]]] = []
-        if delta.size:
-            if parquet is not None:
-                from ._parquet import parquet_shards
-
-                tasks = [(_parquet_task, (str(p),)) for p in parquet_shards(parquet)]
-            else:
-                path = str(record.path)
-                tasks = [
-                    (_sqlite_task, (path, lo, hi)) for lo, hi in record.shard_ranges(shard_rows)
-                ]
         found: list[PublishedItem] = []
-        if tasks:
+        tasks: list[tuple[Any, ...]] = []
+        if delta.size and (parquet is not None or record.count()):
             with contextlib_runner(runner, scheduler, workers) as active:
+                fn, tasks, total = _plan(record, delta, parquet, shard_rows, active.workers)
                 shared = active.share(delta)
-                fn = tasks[0][0]
-                args = [(*a, shared) for _, a in tasks]
-                for done, (_, items) in enumerate(
-                    active.map_unordered(fn, args, name=f"retro-{uuid.uuid4().hex[:8]}"), 1
-                ):
-                    found.extend(items)
+                args = [(*task, shared) for task in tasks]
+                done = 0
+                name = f"retro-{uuid.uuid4().hex[:8]}"
+                for _, result in active.map_unordered(fn, args, name=name):
+                    found.extend(result.items)
+                    done += result.rows
                     if on_progress is not None:
-                        on_progress(done, len(args))
+                        on_progress(done, max(total, done))
         verdicts = _judge_all(scanner, found, delta, record_audit, on_verdict)
         if record_audit and upto > int(record.meta(RETRO_VERSION_KEY) or 0):
             record.set_meta(RETRO_VERSION_KEY, str(upto))
@@ -304,6 +256,35 @@ def retro(
         )
     finally:
         record.close()
+
+
+def _plan(
+    record: PublishedRecord,
+    delta: Delta,
+    parquet: str | Path | None,
+    shard_rows: int | None,
+    workers: int,
+) -> tuple[Callable[..., ShardResult], list[tuple[Any, ...]], int]:
+    """The task function, its per-shard arguments and the rows they will read in all.
+
+    A Parquet export is one task per file. The SQLite record is cut into ranges of
+    ``shard_rows`` contents, by default enough for ``TASKS_PER_WORKER`` tasks per worker
+    (between ``MIN_SHARD_ROWS`` and ``MAX_SHARD_ROWS`` contents each).
+    """
+    if parquet is not None:
+        from ._parquet import shard_locations
+        from ._parquet import shard_rows as rows_in
+
+        locations = shard_locations(parquet)
+        return _parquet_task, [(p,) for p in locations], sum(rows_in(p) for p in locations)
+    contents = record.count()
+    if shard_rows is None:
+        wanted = -(-contents // (max(1, workers) * TASKS_PER_WORKER))
+        shard_rows = max(MIN_SHARD_ROWS, min(MAX_SHARD_ROWS, wanted))
+    path = str(record.path)
+    ranges = record.shard_ranges(shard_rows)
+    total = record.pdq_rows() if delta.pdq_ids.shape[0] else contents
+    return _sqlite_task, [(path, lo, hi) for lo, hi in ranges], total
 
 
 def _judge_all(

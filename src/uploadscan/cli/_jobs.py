@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._action import Action
 from .._settings import ScannerSettings
-from ._output import print_json_line
+from ._output import ProgressBar, print_json_line
 
 
 def _add_dask_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +57,13 @@ def register(subparsers: Any) -> None:
     retro.add_argument(
         "--parquet", metavar="DIR", default=None, help="read the record from a Parquet export"
     )
-    retro.add_argument("--shard-rows", type=int, default=100_000, metavar="N")
+    retro.add_argument(
+        "--shard-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="contents of the SQLite record per task (default: about 4 tasks per worker)",
+    )
     retro.add_argument("--no-audit", action="store_true", help="do not record the verdicts")
     _add_dask_arguments(retro)
     retro.set_defaults(handler=run_retro)
@@ -75,7 +80,13 @@ def register(subparsers: Any) -> None:
         help="checkpoint file (default: in the data directory, named after SOURCE)",
     )
     backfill.add_argument("--restart", action="store_true", help="ignore the checkpoint")
-    backfill.add_argument("--batch-size", type=int, default=16, metavar="N")
+    backfill.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="files per task (default: about 8 tasks per worker, at most 32 files each)",
+    )
     backfill.add_argument(
         "--fail-mode",
         choices=[a.value for a in Action],
@@ -98,32 +109,6 @@ def register(subparsers: Any) -> None:
     export.set_defaults(handler=run_export)
 
 
-class _Progress:
-    """``done/total`` with a bar and rate on stderr, when stderr is a terminal."""
-
-    def __init__(self, label: str) -> None:
-        self._label = label
-        self._show = sys.stderr.isatty()
-        self._started = time.monotonic()
-        self._drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self._show or total <= 0:
-            return
-        width = 30
-        filled = int(width * done / total)
-        rate = done / max(time.monotonic() - self._started, 1e-9)
-        sys.stderr.write(
-            f"\r{self._label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:.1f}/s"
-        )
-        sys.stderr.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            sys.stderr.write("\n")
-
-
 def _workers(args: argparse.Namespace) -> int | None:
     if args.workers is None and args.scheduler is None:
         return max(1, os.cpu_count() or 1)
@@ -141,23 +126,19 @@ def run_retro(args: argparse.Namespace) -> int:
         flagged = True
         print_json_line(result.to_dict())
 
-    progress = _Progress("retro")
-    with Scanner.open(args.home, audit=False) as scanner:
-        try:
-            retro(
-                scanner,
-                since_version=args.since_version,
-                upto_version=args.upto_version,
-                parquet=args.parquet,
-                scheduler=args.scheduler,
-                workers=_workers(args),
-                shard_rows=args.shard_rows,
-                record_audit=not args.no_audit,
-                on_verdict=show,
-                on_progress=progress,
-            )
-        finally:
-            progress.close()
+    with Scanner.open(args.home, audit=False) as scanner, ProgressBar("retro", unit="hash") as bar:
+        retro(
+            scanner,
+            since_version=args.since_version,
+            upto_version=args.upto_version,
+            parquet=args.parquet,
+            scheduler=args.scheduler,
+            workers=_workers(args),
+            shard_rows=args.shard_rows,
+            record_audit=not args.no_audit,
+            on_verdict=show,
+            on_progress=bar,
+        )
     return 1 if flagged else 0
 
 
@@ -178,25 +159,24 @@ def run_backfill(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.fail_mode:
         options["fail_mode"] = args.fail_mode
-    progress = _Progress("backfill")
-    with Scanner.open(args.home, audit=False, **options) as scanner:
-        try:
-            backfill(
-                scanner,
-                args.source,
-                checkpoint=args.checkpoint,
-                restart=args.restart,
-                batch_size=args.batch_size,
-                scheduler=args.scheduler,
-                workers=_workers(args),
-                record=not args.no_record,
-                record_audit=not args.no_audit,
-                options=options,
-                on_item=show,
-                on_progress=progress,
-            )
-        finally:
-            progress.close()
+    with (
+        Scanner.open(args.home, audit=False, **options) as scanner,
+        ProgressBar("backfill", unit="file") as bar,
+    ):
+        backfill(
+            scanner,
+            args.source,
+            checkpoint=args.checkpoint,
+            restart=args.restart,
+            batch_size=args.batch_size,
+            scheduler=args.scheduler,
+            workers=_workers(args),
+            record=not args.no_record,
+            record_audit=not args.no_audit,
+            options=options,
+            on_item=show,
+            on_progress=bar,
+        )
     return status
 
 

@@ -399,6 +399,55 @@ class PublishedRecord:
             for start in range(0, len(ids), shard_rows)
         ]
 
+    def pdq_rows(self) -> int:
+        """Recorded PDQ hashes in all (the work of a retro run over the whole record)."""
+        return int(self._conn().execute("SELECT count(*) FROM published_pdq").fetchone()[0])
+
+    def read_pdq(self, lo: int, hi: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """The PDQ codes of contents ``lo <= id <= hi`` and the content id (row id) of each:
+        the only columns a retro worker streams, read without building a row object each."""
+        conn = self._conn()
+        owners, codes = [], []
+        cursor = conn.execute(
+            "SELECT content, code FROM published_pdq WHERE content BETWEEN ? AND ?", (lo, hi)
+        )
+        while chunk := cursor.fetchmany(1 << 16):
+            owners.append(np.fromiter((r[0] for r in chunk), np.int64, len(chunk)))
+            codes.append(_codes(b"".join(r[1] for r in chunk), len(chunk), 32))
+        if not owners:
+            return np.empty(0, np.int64), np.empty((0, 32), np.uint8)
+        return np.concatenate(owners), np.concatenate(codes)
+
+    def read_digests(
+        self, lo: int, hi: int
+    ) -> tuple[
+        npt.NDArray[np.int64],
+        npt.NDArray[np.uint8],
+        npt.NDArray[np.bool_],
+        npt.NDArray[np.uint8],
+        npt.NDArray[np.bool_],
+    ]:
+        """Row ids, MD5 (with validity) and SHA-256 (with validity) of contents in a range."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT id, md5, sha256 FROM published WHERE id BETWEEN ? AND ? ORDER BY id",
+                (lo, hi),
+            )
+            .fetchall()
+        )
+        md5, md5_ok = _digest_column([r[1] for r in rows], 16)
+        sha, sha_ok = _digest_column([r[2] for r in rows], 32)
+        return np.asarray([r[0] for r in rows], np.int64), md5, md5_ok, sha, sha_ok
+
+    def read_contents(self, ids: Iterable[int]) -> list[PublishedItem]:
+        """Full records of contents by row id (the few a retro search found), in id order."""
+        out: list[PublishedItem] = []
+        for row_id in sorted(set(ids)):
+            shard = self.read_shard(row_id, row_id)
+            out.extend(shard.item(i) for i in range(len(shard)))
+        return out
+
     def read_shard(self, lo: int, hi: int) -> RecordShard:
         """Contents with ``lo <= id <= hi`` and their PDQ rows, as one snapshot."""
         conn = self._conn()
