@@ -1,14 +1,16 @@
 """Batch jobs on a real Dask LocalCluster (2 worker processes on loopback, no dashboard).
 
-List hashes come from the reference ``pdqhash`` on the full-resolution decode, hashlib, and the
-independently computed vPDQ files in the test data, never from uploadscan itself. Media is
-linked from the shared data directory, never copied.
+The media are the bundled fixtures (``tests/fixtures``), so a fresh clone runs these too. List
+hashes come from the reference ``pdqhash`` on the full-resolution decode, hashlib, and Meta's
+``vpdq`` (the committed ``clip_a.mp4.vpdq.txt``), never from uploadscan itself. Media is linked
+from the fixtures, never copied; the one video made here is a mirrored re-encoding of clip_a.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import signal
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _media import CLIP_A, CLIP_B, SCENES, fixture, vpdq_file
 from _reference import reference_pdq
 from PIL import Image, ImageOps
+from test_video import Copies
 
 from uploadscan import Action, Scanner, Verdict
 from uploadscan.batch import (
@@ -35,38 +39,42 @@ from uploadscan.batch import (
 from uploadscan.batch._dask import DaskRunner, TaskRunner, open_runner
 from uploadscan.store._audit import DecisionOrigin, DecisionRecord
 
-IMAGES = [f"kodak/kodim{n:02d}.png" for n in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 15)]
-LISTED_PDQ = ["kodak/kodim03.png", "kodak/kodim07.png"]
-LISTED_MD5 = ["kodak/kodim15.png"]
-VIDEO = "synthetic-videos/multishot_4photos_hflip.mp4"
-VIDEO_LIST = "expected_computed/vpdq/synthetic-videos__multishot_4photos.mp4.txt"
-OTHER_VIDEO = "synthetic-videos/kenburns_zoom_kodim21.mp4"
+IMAGES = SCENES  # eight photo-like scenes, each its own picture
+LISTED_PDQ = ["scene_b.jpg", "scene_e.jpg"]
+LISTED_MD5 = ["scene_d.jpg"]
+VIDEO_LIST = vpdq_file(CLIP_A)  # Meta's vpdq of clip_a.mp4, every frame
+LISTED_VIDEO = "clip_a.mp4.vpdq"  # the video a vPDQ file lists is named after the file
+OTHER_VIDEO = CLIP_B
 
 
-def write_list(path: Path, data_dir: Path, pdq: list[str], md5: list[str]) -> Path:
-    lines = [f"pdq {reference_pdq(Image.open(data_dir / name))[0]}" for name in pdq]
-    lines += [f"md5 {hashlib.md5((data_dir / name).read_bytes()).hexdigest()}" for name in md5]
+@pytest.fixture(scope="module")
+def mirrored_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clip_a mirrored and re-encoded: on the list only through its mirrored frame hashes."""
+    return Copies(tmp_path_factory.mktemp("batch-video"))["mirror"]
+
+
+def write_list(path: Path, pdq: list[str], md5: list[str]) -> Path:
+    lines = [f"pdq {reference_pdq(fixture(name))[0]}" for name in pdq]
+    lines += [f"md5 {hashlib.md5(fixture(name).read_bytes()).hexdigest()}" for name in md5]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def add_lists(
-    scanner: Scanner, data_dir: Path, tmp_path: Path, pdq: list[str], md5: list[str]
-) -> None:
-    block = write_list(tmp_path / "block.txt", data_dir, pdq, md5)
+def add_lists(scanner: Scanner, tmp_path: Path, pdq: list[str], md5: list[str]) -> None:
+    block = write_list(tmp_path / "block.txt", pdq, md5)
     scanner.add_list("block", kind="block", source=str(block))
-    scanner.add_list("videos", kind="review", source=str(data_dir / VIDEO_LIST))
+    scanner.add_list("videos", kind="review", source=str(VIDEO_LIST))
     assert all(r.ok for r in scanner.sync())
 
 
-def link_media(data_dir: Path, target: Path, names: list[str], copies: int = 1) -> list[str]:
-    """Symlinks to the shared media (content ids are these link paths)."""
+def link_media(target: Path, sources: list[Path], copies: int = 1) -> list[str]:
+    """Symlinks to the media (content ids are these link paths)."""
     target.mkdir(parents=True, exist_ok=True)
     out = []
     for copy in range(copies):
-        for name in names:
-            link = target / f"{copy:02d}-{name.replace('/', '_')}"
-            link.symlink_to(data_dir / name)
+        for source in sources:
+            link = target / f"{copy:02d}-{source.name}"
+            link.symlink_to(source)
             out.append(str(link))
     return sorted(out)
 
@@ -92,43 +100,44 @@ def runner() -> Iterator[TaskRunner]:
 
 
 def test_backfill_gives_the_verdicts_of_scan(
-    runner: TaskRunner, tmp_path: Path, data_dir: Path
+    runner: TaskRunner, tmp_path: Path, mirrored_video: Path
 ) -> None:
-    paths = link_media(data_dir, tmp_path / "catalogue", [*IMAGES, VIDEO])
+    paths = link_media(
+        tmp_path / "catalogue", [*(fixture(name) for name in IMAGES), mirrored_video]
+    )
     with Scanner.open(tmp_path / "batch-home", audit=False) as batch:
-        add_lists(batch, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+        add_lists(batch, tmp_path, LISTED_PDQ, LISTED_MD5)
         items: list[Any] = []
         result = backfill(
             batch, str(tmp_path / "catalogue"), runner=runner, batch_size=3, on_item=items.append
         )
-        assert (result.total, result.scanned, result.errors) == (13, 13, 0)
+        assert (result.total, result.scanned, result.errors) == (9, 9, 0)
         batch_verdicts = {item.content_id: item.verdict for item in items}
         assert sorted(batch_verdicts) == paths
         audited = batch.store.decisions()
         record = PublishedRecord.open(batch.home / "published.sqlite3")
-        assert record.count() == 13
+        assert record.count() == 9
         video_record = record.get(next(p for p in paths if p.endswith(".mp4")))
-        assert video_record is not None and len(video_record.frames()) > 10
+        assert video_record is not None
+        # The video's frame hashes over its whole timeline (8 s, a keyframe every 2 s).
+        times = [frame.timestamp for frame in video_record.frames()]
+        assert times[0] == 0.0 and times[-1] >= 6.0
+        assert max(b - a for a, b in itertools.pairwise(times)) <= 2.0 + 1e-6
         record.close()
 
         again = backfill(batch, str(tmp_path / "catalogue"), runner=runner)
-        assert (again.skipped, again.scanned) == (13, 0)
-        assert len(batch.store.decisions()) == len(audited) == 13
+        assert (again.skipped, again.scanned) == (9, 0)
+        assert len(batch.store.decisions()) == len(audited) == 9
 
     with Scanner.open(tmp_path / "scan-home", audit=False) as single:
-        add_lists(single, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+        add_lists(single, tmp_path, LISTED_PDQ, LISTED_MD5)
         expected = {path: evidence(single.scan(path)) for path in paths}
     assert {p: evidence(v) for p, v in batch_verdicts.items() if v is not None} == expected
     assert {r.verdict_id: evidence_dict(r) for r in audited} == {
         v.id: evidence(v) for v in batch_verdicts.values() if v is not None
     }
     flagged = {Path(p).name for p, (action, _) in expected.items() if action != "allow"}
-    assert flagged == {
-        "00-kodak_kodim03.png",
-        "00-kodak_kodim07.png",
-        "00-kodak_kodim15.png",
-        "00-synthetic-videos_multishot_4photos_hflip.mp4",
-    }
+    assert flagged == {"00-scene_b.jpg", "00-scene_d.jpg", "00-scene_e.jpg", "00-mirror.mp4"}
 
 
 def mirrored_jpeg(path: Path) -> bytes:
@@ -138,53 +147,44 @@ def mirrored_jpeg(path: Path) -> bytes:
 
 
 def test_retro_names_exactly_the_newly_listed_content(
-    runner: TaskRunner, tmp_path: Path, data_dir: Path
+    runner: TaskRunner, tmp_path: Path, mirrored_video: Path
 ) -> None:
-    recorded = ["kodak/kodim01.png", "kodak/kodim02.png", "kodak/kodim04.png", "kodak/kodim08.png"]
+    recorded = ["scene_a.jpg", "scene_b.jpg", "scene_c.png", "scene_d.jpg"]
     with Scanner.open(tmp_path / "home") as scanner:
         for name in recorded:
-            assert scanner.scan(data_dir / name, content_id=f"post/{name}").allowed
-        mirror = mirrored_jpeg(data_dir / "kodak/kodim23.png")
+            assert scanner.scan(fixture(name), content_id=f"post/fixtures/{name}").allowed
+        mirror = mirrored_jpeg(fixture("scene_e.jpg"))
         scanner.scan(mirror, content_id="post/mirrored")
-        scanner.scan(data_dir / VIDEO, content_id="post/video")
-        scanner.scan(data_dir / OTHER_VIDEO, content_id="post/other-video")
+        scanner.scan(mirrored_video, content_id="post/video")
+        scanner.scan(fixture(OTHER_VIDEO), content_id="post/other-video")
         assert len(scanner.store.decisions()) == 7
         before = scanner.store.version()
         # Nothing listed yet: no delta, nothing to report.
         assert retro(scanner, runner=runner).verdicts == []
 
-        # The lists name kodim02 (PDQ), kodim23 (PDQ of the unmirrored original) and kodim08
-        # (MD5 only), plus the vPDQ file of the video the flipped clip was made from.
-        add_lists(
-            scanner,
-            data_dir,
-            tmp_path,
-            ["kodak/kodim02.png", "kodak/kodim23.png"],
-            ["kodak/kodim08.png"],
-        )
+        # The lists name scene_b (PDQ), scene_e (PDQ of the unmirrored original) and scene_d
+        # (MD5 only), plus the vPDQ file of the video the mirrored clip was made from.
+        add_lists(scanner, tmp_path, ["scene_b.jpg", "scene_e.jpg"], ["scene_d.jpg"])
         result = retro(scanner, runner=runner, shard_rows=2)
         assert result.since_version == before and result.upto_version == scanner.store.version()
         named = {v.content_id: v for v in result.verdicts}
         assert sorted(named) == [
-            "post/kodak/kodim02.png",
-            "post/kodak/kodim08.png",
+            "post/fixtures/scene_b.jpg",
+            "post/fixtures/scene_d.jpg",
             "post/mirrored",
             "post/video",
         ]
         assert named["post/video"].verdict.action is Action.REVIEW
-        assert (
-            named["post/video"].verdict.matches[0].video
-            == "synthetic-videos__multishot_4photos.mp4"
-        )
+        assert named["post/video"].verdict.matches[0].video == LISTED_VIDEO
         assert named["post/mirrored"].verdict.action is Action.BLOCK
-        assert [m.hash_type for m in named["post/kodak/kodim08.png"].verdict.matches] == ["md5"]
+        assert [m.hash_type for m in named["post/fixtures/scene_d.jpg"].verdict.matches] == ["md5"]
 
         # The same rules as an upload: scanning the content now gives the same evidence.
         sources = {
-            "post/kodak/kodim02.png": data_dir / "kodak/kodim02.png",
-            "post/kodak/kodim08.png": data_dir / "kodak/kodim08.png",
+            "post/fixtures/scene_b.jpg": fixture("scene_b.jpg"),
+            "post/fixtures/scene_d.jpg": fixture("scene_d.jpg"),
             "post/mirrored": mirror,
-            "post/video": data_dir / VIDEO,
+            "post/video": mirrored_video,
         }
         with Scanner.open(tmp_path / "home", audit=False) as check:
             for content_id, media in sources.items():
@@ -207,14 +207,11 @@ def test_retro_names_exactly_the_newly_listed_content(
         assert len(files) == 3
         shard = read_parquet_shard(files[0])
         assert shard.content_ids == [
-            "post/kodak/kodim01.png",
-            "post/kodak/kodim02.png",
-            "post/kodak/kodim04.png",
+            "post/fixtures/scene_a.jpg",
+            "post/fixtures/scene_b.jpg",
+            "post/fixtures/scene_c.png",
         ]
-        assert (
-            shard.item(0).pdq_hash[0]
-            == scanner.scan(data_dir / "kodak/kodim01.png").hashes["pdq"][0]
-        )
+        assert shard.item(0).pdq_hash[0] == scanner.scan(fixture("scene_a.jpg")).hashes["pdq"][0]
         from_parquet = retro(
             scanner, runner=runner, since_version=before, parquet=tmp_path / "parquet"
         )
@@ -231,15 +228,13 @@ def _done(checkpoint: Path) -> int:
         return 0
 
 
-def test_killed_backfill_resumes_without_duplicates(
-    runner: TaskRunner, tmp_path: Path, data_dir: Path
-) -> None:
+def test_killed_backfill_resumes_without_duplicates(runner: TaskRunner, tmp_path: Path) -> None:
     """The first run starts its own LocalCluster and is killed with it (SIGKILL to the process
     group) mid-way; the second resumes on the shared cluster through ``--scheduler``."""
-    paths = link_media(data_dir, tmp_path / "catalogue", IMAGES, copies=2)
+    paths = link_media(tmp_path / "catalogue", [fixture(name) for name in IMAGES], copies=3)
     home = tmp_path / "home"
     with Scanner.open(home) as scanner:
-        add_lists(scanner, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+        add_lists(scanner, tmp_path, LISTED_PDQ, LISTED_MD5)
     checkpoint = tmp_path / "checkpoint.sqlite3"
     base = [
         sys.executable,
@@ -287,7 +282,7 @@ def test_killed_backfill_resumes_without_duplicates(
     assert len({d.verdict_id for d in decisions}) == len(paths)
     assert {d.origin for d in decisions} == {DecisionOrigin.BACKFILL}
     flagged = sum(d.action is not Action.ALLOW for d in decisions)
-    assert flagged == 3 * 2  # kodim03, kodim07, kodim15 in two copies each
+    assert flagged == 3 * 3  # scene_b, scene_e (PDQ) and scene_d (MD5) in three copies each
     with PublishedRecord.open(home / "published.sqlite3") as record:
         assert record.count() == len(paths)
     with sqlite3.connect(checkpoint) as conn:

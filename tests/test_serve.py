@@ -1,15 +1,15 @@
 """The HTTP sidecar, driven over real sockets: uvicorn on 127.0.0.1, httpx as the client.
 
-The block list holds the reference PDQ of a real photo (``expected_computed``: pdqhash on the
-full decode, an implementation independent of ours) and the MD5 of another photo's bytes
-(``hashlib``), so a verdict of "block" proves the whole path: HTTP body -> hashing -> index ->
-policy -> JSON.
+The block list holds the reference PDQ of a bundled fixture photo (``pdqhash`` on the full
+decode, an implementation independent of ours, computed here by ``tests/_reference.py``) and
+the MD5 of another photo's bytes (``hashlib``), so a verdict of "block" proves the whole path:
+HTTP body -> hashing -> index -> policy -> JSON. Every test runs on the bundled fixtures
+(``tests/fixtures``), so a fresh clone without the extended corpus tests the service too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import os
@@ -19,12 +19,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from _media import fixture
+from _reference import reference_pdq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,19 +37,17 @@ from uploadscan.serve._run import check_bind, is_loopback, uvicorn_config
 from uploadscan.serve._settings import ServeSettings
 from uploadscan.store._lists import EntryUpsert, ListSettings
 
-BLOCKED_PDQ_IMAGE = "kodak/kodim01.png"  # listed by its reference PDQ
-BLOCKED_MD5_IMAGE = "kodak/kodim04.png"  # listed by the MD5 of its bytes
-REVIEW_IMAGE = "kodak/kodim03.png"  # on a review list by its reference PDQ
-CLEAN_IMAGE = "kodak/kodim02.png"
+BLOCKED_PDQ_IMAGE = "scene_c.png"  # listed by its reference PDQ
+BLOCKED_MD5_IMAGE = "scene_a.jpg"  # listed by the MD5 of its bytes
+REVIEW_IMAGE = "scene_b.jpg"  # on a review list by its reference PDQ
+CLEAN_IMAGE = "scene_f.png"  # more than 120 bits from each of the listed photos
 TOKEN = "s3cret-token-for-tests"
 
 
-def table_pdq(data_dir: Path, rel: str) -> str:
-    with open(data_dir / "expected_computed" / "images_pdq_imagehash.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["file"] == rel:
-                return row["pdq"]
-    raise AssertionError(f"{rel} has no reference PDQ")
+@cache
+def reference_hash(name: str) -> str:
+    """The PDQ of a bundled fixture by ``pdqhash`` (never by uploadscan)."""
+    return reference_pdq(fixture(name))[0]
 
 
 def flip_bits(hex64: str, n: int) -> str:
@@ -91,25 +92,27 @@ def start(app: Any, **config_options: Any) -> Running:
     return Running(server, thread, port)
 
 
-def build_home(home: Path, data_dir: Path) -> Path:
-    md5 = hashlib.md5((data_dir / BLOCKED_MD5_IMAGE).read_bytes()).hexdigest()
+def image(name: str) -> bytes:
+    """The bytes of a bundled fixture (``tests/fixtures/MANIFEST.md``)."""
+    return fixture(name).read_bytes()
+
+
+def build_home(home: Path) -> Path:
+    md5 = hashlib.md5(image(BLOCKED_MD5_IMAGE)).hexdigest()
     with Scanner.open(home) as scanner:
         scanner.add_list("blocked", kind="block", source=None)
         scanner.store.apply_batch(
             "blocked",
-            [
-                EntryUpsert("pdq", table_pdq(data_dir, BLOCKED_PDQ_IMAGE)),
-                EntryUpsert("md5", md5),
-            ],
+            [EntryUpsert("pdq", reference_hash(BLOCKED_PDQ_IMAGE)), EntryUpsert("md5", md5)],
         )
         scanner.add_list("watch", kind="review", source=None)
-        scanner.store.apply_batch("watch", [EntryUpsert("pdq", table_pdq(data_dir, REVIEW_IMAGE))])
+        scanner.store.apply_batch("watch", [EntryUpsert("pdq", reference_hash(REVIEW_IMAGE))])
     return home
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return build_home(tmp_path_factory.mktemp("serve-home"), data_dir)
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_home(tmp_path_factory.mktemp("serve-home"))
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +142,11 @@ def client(server: Running) -> Iterator[httpx.Client]:
         yield c
 
 
-def image(data_dir: Path, rel: str) -> bytes:
-    return (data_dir / rel).read_bytes()
-
-
 # ---------------------------------------------------------------------- /v1/scan
 
 
-def test_scan_raw_body_blocks_listed_photo(client: httpx.Client, data_dir: Path) -> None:
-    r = client.post("/v1/scan", content=image(data_dir, BLOCKED_PDQ_IMAGE))
+def test_scan_raw_body_blocks_listed_photo(client: httpx.Client) -> None:
+    r = client.post("/v1/scan", content=image(BLOCKED_PDQ_IMAGE))
     assert r.status_code == 200
     verdict = r.json()
     assert verdict["action"] == "block"
@@ -155,9 +154,9 @@ def test_scan_raw_body_blocks_listed_photo(client: httpx.Client, data_dir: Path)
     assert verdict["matches"][0]["distance"] <= 10
 
 
-def test_scan_md5_listed_photo(client: httpx.Client, data_dir: Path) -> None:
-    data = image(data_dir, BLOCKED_MD5_IMAGE)
-    r = client.post("/v1/scan", content=data, headers={"Content-Type": "image/png"})
+def test_scan_md5_listed_photo(client: httpx.Client) -> None:
+    data = image(BLOCKED_MD5_IMAGE)
+    r = client.post("/v1/scan", content=data, headers={"Content-Type": "image/jpeg"})
     assert r.status_code == 200
     verdict = r.json()
     assert verdict["action"] == "block"
@@ -165,8 +164,8 @@ def test_scan_md5_listed_photo(client: httpx.Client, data_dir: Path) -> None:
     assert verdict["hashes"]["md5"] == [hashlib.md5(data).hexdigest()]
 
 
-def test_scan_multipart_file_field(client: httpx.Client, data_dir: Path) -> None:
-    data = image(data_dir, BLOCKED_PDQ_IMAGE)
+def test_scan_multipart_file_field(client: httpx.Client) -> None:
+    data = image(BLOCKED_PDQ_IMAGE)
     r = client.post(
         "/v1/scan",
         data={"comment": "ignored"},
@@ -178,8 +177,8 @@ def test_scan_multipart_file_field(client: httpx.Client, data_dir: Path) -> None
     assert verdict["hashes"]["sha256"] == [hashlib.sha256(data).hexdigest()]
 
 
-def test_scan_clean_photo_is_allowed(client: httpx.Client, data_dir: Path) -> None:
-    data = image(data_dir, CLEAN_IMAGE)
+def test_scan_clean_photo_is_allowed(client: httpx.Client) -> None:
+    data = image(CLEAN_IMAGE)
     r = client.post("/v1/scan", content=data)
     assert r.status_code == 200
     verdict = r.json()
@@ -215,13 +214,13 @@ def test_scan_multipart_without_file_field_is_400(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("blocked_first", [False, True])
 def test_scan_multipart_with_two_file_fields_is_refused(
-    client: httpx.Client, data_dir: Path, blocked_first: bool
+    client: httpx.Client, blocked_first: bool
 ) -> None:
     # One request is one upload with one verdict: a second `file` field is refused, whatever
     # its place, rather than scanned or ignored (a benign first part must not carry the rest).
     parts = [
-        ("file", ("a.png", image(data_dir, CLEAN_IMAGE), "image/png")),
-        ("file", ("b.png", image(data_dir, BLOCKED_PDQ_IMAGE), "image/png")),
+        ("file", ("a.png", image(CLEAN_IMAGE), "image/png")),
+        ("file", ("b.png", image(BLOCKED_PDQ_IMAGE), "image/png")),
     ]
     if blocked_first:
         parts.reverse()
@@ -234,20 +233,20 @@ def test_scan_multipart_with_two_file_fields_is_refused(
 # ---------------------------------------------------------------------- /v1/lookup
 
 
-def test_lookup_reference_hashes(client: httpx.Client, data_dir: Path) -> None:
-    pdq = table_pdq(data_dir, BLOCKED_PDQ_IMAGE)
+def test_lookup_reference_hashes(client: httpx.Client) -> None:
+    pdq = reference_hash(BLOCKED_PDQ_IMAGE)
     r = client.post("/v1/lookup", json={"pdq": flip_bits(pdq, 5)})
     assert r.status_code == 200
     verdict = r.json()
     assert verdict["action"] == "block"
     assert verdict["matches"][0]["distance"] == 5
 
-    md5 = hashlib.md5(image(data_dir, BLOCKED_MD5_IMAGE)).hexdigest()
+    md5 = hashlib.md5(image(BLOCKED_MD5_IMAGE)).hexdigest()
     r = client.post("/v1/lookup", json={"md5": [md5.upper(), "0" * 32]})
     assert r.status_code == 200
     assert r.json()["action"] == "block"
 
-    r = client.post("/v1/lookup", json={"pdq": table_pdq(data_dir, CLEAN_IMAGE)})
+    r = client.post("/v1/lookup", json={"pdq": reference_hash(CLEAN_IMAGE)})
     assert r.status_code == 200
     assert r.json()["action"] == "allow"
 
@@ -289,16 +288,16 @@ def test_lookup_rejects_invalid_json(client: httpx.Client) -> None:
 # ---------------------------------------------------------------------- pict-rs
 
 
-def test_pictrs_accepts_clean_and_refuses_blocked(client: httpx.Client, data_dir: Path) -> None:
+def test_pictrs_accepts_clean_and_refuses_blocked(client: httpx.Client) -> None:
     r = client.post(
         "/v1/pictrs/validate",
-        content=image(data_dir, CLEAN_IMAGE),
+        content=image(CLEAN_IMAGE),
         headers={"Content-Type": "image/png"},
     )
     assert 200 <= r.status_code < 300
     r = client.post(
         "/v1/pictrs/validate",
-        content=image(data_dir, BLOCKED_PDQ_IMAGE),
+        content=image(BLOCKED_PDQ_IMAGE),
         headers={"Content-Type": "image/png"},
     )
     assert r.status_code == 451
@@ -314,11 +313,9 @@ CORRUPT_JPEG = b"\xff\xd8\xff\xe0" + b"not an image at all" * 10
 NOT_MEDIA = b"this is not an image at all" * 10
 
 
-def test_pictrs_refuses_review_and_unseen_bytes_by_default(
-    client: httpx.Client, data_dir: Path
-) -> None:
+def test_pictrs_refuses_review_and_unseen_bytes_by_default(client: httpx.Client) -> None:
     # pict-rs publishes whatever it is told to keep: nothing a moderator has not seen.
-    r = client.post("/v1/pictrs/validate", content=image(data_dir, REVIEW_IMAGE))
+    r = client.post("/v1/pictrs/validate", content=image(REVIEW_IMAGE))
     assert r.status_code == 451
     assert r.json()["error"] == "review"
     assert r.json()["verdict"]["action"] == "review"
@@ -337,16 +334,16 @@ def test_pictrs_refuses_review_and_unseen_bytes_by_default(
 
 
 def test_pictrs_review_accept_publishes_review_uploads(
-    server_factory: Callable[..., Running], data_dir: Path
+    server_factory: Callable[..., Running],
 ) -> None:
     s = server_factory(pictrs_review="accept")
     with httpx.Client(base_url=s.url, timeout=30) as c:
-        r = c.post("/v1/pictrs/validate", content=image(data_dir, REVIEW_IMAGE))
+        r = c.post("/v1/pictrs/validate", content=image(REVIEW_IMAGE))
         assert r.status_code == 200
         assert r.json()["action"] == "review"
         r = c.post("/v1/pictrs/validate", content=CORRUPT_JPEG)
         assert (r.status_code, r.json()["action"]) == (200, "review")
-        r = c.post("/v1/pictrs/validate", content=image(data_dir, BLOCKED_PDQ_IMAGE))
+        r = c.post("/v1/pictrs/validate", content=image(BLOCKED_PDQ_IMAGE))
         assert r.status_code == 451
 
 
@@ -364,17 +361,15 @@ def test_pictrs_unseen_bytes_follow_the_fail_mode(
         assert (r.status_code, r.json()["error"]) == (451, "blocked")
 
 
-def test_pictrs_refusal_status_configurable(
-    server_factory: Callable[..., Running], data_dir: Path
-) -> None:
+def test_pictrs_refusal_status_configurable(server_factory: Callable[..., Running]) -> None:
     s = server_factory(refusal_status=403)
     with httpx.Client(base_url=s.url, timeout=30) as c:
-        r = c.post("/v1/pictrs/validate", content=image(data_dir, REVIEW_IMAGE))
+        r = c.post("/v1/pictrs/validate", content=image(REVIEW_IMAGE))
         assert r.status_code == 403
         assert r.json()["error"] == "review"
-        r = c.post("/v1/pictrs/validate", content=image(data_dir, BLOCKED_PDQ_IMAGE))
+        r = c.post("/v1/pictrs/validate", content=image(BLOCKED_PDQ_IMAGE))
         assert r.status_code == 403
-        r = c.post("/v1/pictrs/validate", content=image(data_dir, CLEAN_IMAGE))
+        r = c.post("/v1/pictrs/validate", content=image(CLEAN_IMAGE))
         assert r.status_code == 200
         assert (
             "403"
@@ -385,8 +380,8 @@ def test_pictrs_refusal_status_configurable(
 # ---------------------------------------------------------------------- HMA /m/lookup
 
 
-def test_hma_lookup_shape(client: httpx.Client, data_dir: Path) -> None:
-    pdq = table_pdq(data_dir, BLOCKED_PDQ_IMAGE)
+def test_hma_lookup_shape(client: httpx.Client) -> None:
+    pdq = reference_hash(BLOCKED_PDQ_IMAGE)
     r = client.get("/m/lookup", params={"signal": flip_bits(pdq, 3), "signal_type": "pdq"})
     assert r.status_code == 200
     body = r.json()
@@ -396,7 +391,7 @@ def test_hma_lookup_shape(client: httpx.Client, data_dir: Path) -> None:
     assert isinstance(match["bank_content_id"], int)
     assert match["distance"] == "3"  # HMA renders distances with pretty_str(): a string
 
-    md5 = hashlib.md5(image(data_dir, BLOCKED_MD5_IMAGE)).hexdigest()
+    md5 = hashlib.md5(image(BLOCKED_MD5_IMAGE)).hexdigest()
     r = client.get("/m/lookup", params={"signal": md5, "signal_type": "video_md5"})
     assert r.status_code == 200
     assert [m["distance"] for m in r.json()["blocked"]] == ["0"]
@@ -405,7 +400,7 @@ def test_hma_lookup_shape(client: httpx.Client, data_dir: Path) -> None:
     assert r.status_code == 200
     assert r.json() == {}
 
-    clean = table_pdq(data_dir, CLEAN_IMAGE)
+    clean = reference_hash(CLEAN_IMAGE)
     r = client.get("/m/lookup", params={"signal": clean, "signal_type": "pdq"})
     assert r.json() == {}
 
@@ -432,11 +427,9 @@ def test_hma_lookup_errors(
 # ---------------------------------------------------------------------- auth
 
 
-def test_token_required_accepted_refused(
-    server_factory: Callable[..., Running], data_dir: Path
-) -> None:
+def test_token_required_accepted_refused(server_factory: Callable[..., Running]) -> None:
     s = server_factory(token=TOKEN)
-    data = image(data_dir, CLEAN_IMAGE)
+    data = image(CLEAN_IMAGE)
     with httpx.Client(base_url=s.url, timeout=30) as c:
         assert c.get("/health").status_code == 200  # liveness needs no token
         r = c.post("/v1/scan", content=data)
@@ -493,11 +486,9 @@ def test_cli_serve_refuses_exposed_bind_without_token(
 # ---------------------------------------------------------------------- limits
 
 
-def test_body_limit_413_declared_and_streamed(
-    server_factory: Callable[..., Running], data_dir: Path
-) -> None:
+def test_body_limit_413_declared_and_streamed(server_factory: Callable[..., Running]) -> None:
     s = server_factory(max_body_bytes=10_000)
-    data = image(data_dir, CLEAN_IMAGE)
+    data = image(CLEAN_IMAGE)
     with httpx.Client(base_url=s.url, timeout=30) as c:
         r = c.post("/v1/scan", content=data)
         assert r.status_code == 413
@@ -517,12 +508,10 @@ def test_body_limit_413_declared_and_streamed(
         assert r.status_code == 200
 
 
-def test_saturation_503_with_retry_after(
-    server_factory: Callable[..., Running], data_dir: Path
-) -> None:
+def test_saturation_503_with_retry_after(server_factory: Callable[..., Running]) -> None:
     s = server_factory(max_concurrency=1)
     release = threading.Event()
-    data = image(data_dir, CLEAN_IMAGE)
+    data = image(CLEAN_IMAGE)
 
     def slow_body() -> Iterator[bytes]:
         yield data[:1000]
@@ -608,9 +597,7 @@ def _json_body(response: bytes) -> Any:
     return json.loads(body)
 
 
-def test_slow_senders_cannot_hold_the_request_slots(
-    server_factory: Callable[..., Running], data_dir: Path
-) -> None:
+def test_slow_senders_cannot_hold_the_request_slots(server_factory: Callable[..., Running]) -> None:
     # The default settings: 32 request slots, a 60 s request timeout. 32 clients that trickle
     # their bodies take every slot; they must lose them within the receive deadline, not the
     # request timeout, and legitimate scans must get through.
@@ -638,7 +625,7 @@ def test_slow_senders_cannot_hold_the_request_slots(
         started = time.monotonic()
         trickler = threading.Thread(target=trickle, daemon=True)
         trickler.start()
-        data = image(data_dir, CLEAN_IMAGE)
+        data = image(CLEAN_IMAGE)
         with httpx.Client(base_url=s.url, timeout=30) as c:
             deadline = time.monotonic() + 10
             while _gauge(c.get("/metrics").text, "uploadscan_in_flight_requests") < slots + 1:
@@ -789,9 +776,9 @@ def test_ready_503_while_a_block_or_review_list_is_never_synced_or_stale(
             assert c.get("/health").status_code == 200
 
 
-def test_metrics_count_verdicts_and_latency(client: httpx.Client, data_dir: Path) -> None:
+def test_metrics_count_verdicts_and_latency(client: httpx.Client) -> None:
     before = client.get("/metrics").text
-    client.post("/v1/scan", content=image(data_dir, BLOCKED_PDQ_IMAGE))
+    client.post("/v1/scan", content=image(BLOCKED_PDQ_IMAGE))
     text = client.get("/metrics").text
     assert client.get("/metrics").headers["content-type"].startswith("text/plain; version=0.0.4")
 
@@ -872,16 +859,13 @@ def test_errors_before_the_app_are_json(server_factory: Callable[..., Running]) 
 
 
 def test_lookups_are_recorded_as_lookups_and_as_answered(
-    server_factory: Callable[..., Running], tmp_path: Path, data_dir: Path
+    server_factory: Callable[..., Running], tmp_path: Path
 ) -> None:
-    home = build_home(tmp_path / "home", data_dir)
+    home = build_home(tmp_path / "home")
     s = server_factory(home)
-    pdq = table_pdq(data_dir, BLOCKED_PDQ_IMAGE)
+    pdq = reference_hash(BLOCKED_PDQ_IMAGE)
     with httpx.Client(base_url=s.url, timeout=30) as c:
-        assert (
-            c.post("/v1/scan", content=image(data_dir, BLOCKED_PDQ_IMAGE)).json()["action"]
-            == "block"
-        )
+        assert c.post("/v1/scan", content=image(BLOCKED_PDQ_IMAGE)).json()["action"] == "block"
         assert c.post("/v1/lookup", json={"pdq": pdq}).json()["action"] == "block"
         hma = {"signal": pdq, "signal_type": "pdq"}
         assert list(c.get("/m/lookup", params=hma).json()) == ["blocked"]
@@ -912,9 +896,9 @@ def test_lookups_are_recorded_as_lookups_and_as_answered(
 # ---------------------------------------------------------------------- workers
 
 
-def test_two_worker_processes_share_one_home(data_dir: Path, tmp_path: Path) -> None:
+def test_two_worker_processes_share_one_home(tmp_path: Path) -> None:
     # A data directory of its own, shared only by the two worker processes.
-    home = build_home(tmp_path / "home", data_dir)
+    home = build_home(tmp_path / "home")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -941,7 +925,7 @@ def test_two_worker_processes_share_one_home(data_dir: Path, tmp_path: Path) -> 
         pids = set()
         with httpx.Client(base_url=url, timeout=30) as c:
             for _ in range(6):
-                r = c.post("/v1/scan", content=image(data_dir, BLOCKED_PDQ_IMAGE))
+                r = c.post("/v1/scan", content=image(BLOCKED_PDQ_IMAGE))
                 assert r.json()["action"] == "block"
             for _ in range(40):
                 with httpx.Client(base_url=url, timeout=30) as fresh:  # new connection each

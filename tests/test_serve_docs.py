@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_docs import code_blocks
-from test_serve import BLOCKED_PDQ_IMAGE, Running, build_home, start
+from test_serve import BLOCKED_PDQ_IMAGE, Running, build_home, image, start
 
 from uploadscan.cli import build_parser
 from uploadscan.serve import create_app
@@ -30,8 +30,8 @@ SECURITY_MD = ROOT / "docs" / "security.md"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Running]:
-    running = start(create_app(build_home(tmp_path_factory.mktemp("docs-home"), data_dir)))
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    running = start(create_app(build_home(tmp_path_factory.mktemp("docs-home"))))
     yield running
     running.stop()
 
@@ -97,11 +97,11 @@ def test_endpoints_table_lists_every_route(service: Running) -> None:
     assert documented == served - {("GET", "/openapi.json")}
 
 
-def test_verdict_example_has_the_real_keys(service: Running, data_dir: Path) -> None:
+def test_verdict_example_has_the_real_keys(service: Running) -> None:
     [(_, example)] = list(code_blocks(SERVE_MD, {"json"}))
     documented = json.loads(example)
     with httpx.Client(base_url=service.url, timeout=30) as c:
-        real = c.post("/v1/scan", content=(data_dir / BLOCKED_PDQ_IMAGE).read_bytes()).json()
+        real = c.post("/v1/scan", content=image(BLOCKED_PDQ_IMAGE)).json()
     assert real["action"] == "block"
     assert set(documented) == set(real)
     assert set(documented["matches"][0]) == set(real["matches"][0])
@@ -128,7 +128,7 @@ def test_every_error_code_is_documented() -> None:
     assert codes <= documented, codes - documented
 
 
-def test_documented_metrics_exist(service: Running, data_dir: Path) -> None:
+def test_documented_metrics_exist(service: Running) -> None:
     text = _section(SERVE_MD.read_text(encoding="utf-8"), "## Operating it")
     documented = set(re.findall(r"`(uploadscan_[a-z_]+)", text))
     assert len(documented) >= 5

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fractions
 import gzip
 import json
 from pathlib import Path
 
+import av
 import pytest
+from _media import CLIP_A, fixture, vpdq_file
+from _reference import reference_frames
+from PIL import Image
 
 from uploadscan import ConfigError, SyncError
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
@@ -182,12 +187,44 @@ def test_jsonl_and_gzip(store: Store, tmp_path: Path) -> None:
     assert len(_entries(store)) == 2
 
 
-def test_vpdq_file_is_one_video_with_frames(store: Store, tmp_path: Path, data_dir: Path) -> None:
-    sample = data_dir / "threatexchange" / "vpdq" / "sample-hashes" / "chair-19-sd-bar.txt"
-    rows = [line.split(",") for line in sample.read_text().splitlines() if line.strip()]
+def _video_with_held_stills(path: Path) -> Path:
+    """A lossless video that holds photos and a flat frame: identical frames, low quality.
+
+    At 10 fps: scene A for three frames, a flat grey picture for two (PDQ quality 0), scene B
+    for three, then scene A again. FFV1 is lossless, so a held picture decodes to the same
+    pixels and ``pdqhash`` gives each of its frames the same hash.
+    """
+    size = (320, 240)
+    scene_a, scene_b = (
+        Image.open(fixture(name)).convert("RGB").resize(size)
+        for name in ("scene_a.jpg", "scene_b.jpg")
+    )
+    flat = Image.new("RGB", size, (128, 128, 128))
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 10)
+        for pts, picture in enumerate([scene_a] * 3 + [flat] * 2 + [scene_b] * 3 + [scene_a]):
+            frame = av.VideoFrame.from_image(picture)
+            frame.pts = pts
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_vpdq_file_is_one_video_with_frames(store: Store, tmp_path: Path) -> None:
+    # The file in vPDQ's format (``frame,quality,pdq_hex,timestamp``, every frame), its hashes
+    # by the reference (``pdqhash`` on every decoded frame, as vPDQ hashes), of a video that
+    # repeats frames and has frames of low quality, as real videos do.
+    video = _video_with_held_stills(tmp_path / "held-stills.mkv")
+    rows = [
+        [str(i), str(f.quality), f.pdq, f"{f.timestamp:.3f}"]
+        for i, f in enumerate(reference_frames(video))
+    ]
     good = [r for r in rows if int(r[1]) >= 50]
-    target = tmp_path / "chair-19-sd-bar.txt"
-    target.write_bytes(sample.read_bytes())
+    assert 0 < len(good) < len(rows)  # frames vPDQ never matches, and frames it does
+    target = tmp_path / "held-stills.txt"
+    target.write_text("".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
     _add(store, str(target))
     result = sync_list(store, "l")
 
@@ -198,14 +235,14 @@ def test_vpdq_file_is_one_video_with_frames(store: Store, tmp_path: Path, data_d
     by_value: dict[str, list[list[str]]] = {}
     for r in good:
         by_value.setdefault(r[2], []).append(r)
-    assert any(len(group) > 1 for group in by_value.values())  # the sample repeats hashes
+    assert any(len(group) > 1 for group in by_value.values())  # the video repeats hashes
     for e in entries:
         group = by_value[e.value]
         frame, _quality, _value, ts = group[0]
         assert e.hash_type == "pdq" and "video" in e.labels
-        assert e.external_id == f"chair-19-sd-bar#{frame}"
+        assert e.external_id == f"held-stills#{frame}"
         assert e.extra == {
-            "video": "chair-19-sd-bar",
+            "video": "held-stills",
             "frame": int(frame),
             "timestamp": float(ts),
             "quality": min(int(r[1]) for r in group),
@@ -216,6 +253,29 @@ def test_vpdq_file_is_one_video_with_frames(store: Store, tmp_path: Path, data_d
     target.write_text(f"0,100,{PDQ_A},0.000\n1,100,{PDQ_B}\n", encoding="utf-8")
     with pytest.raises(SyncError, match=r"line 2: expected 'frame,quality,pdq_hex,timestamp'"):
         sync_list(store, "l")
+
+
+def test_vpdq_file_written_by_vpdq_itself(store: Store, tmp_path: Path) -> None:
+    # Meta's ``vpdq`` output as it writes it (the committed fixture of clip_a.mp4), named as a
+    # list publisher names it: recognised as vPDQ and read as one video, every frame listed.
+    rows = [line.split(",") for line in vpdq_file(CLIP_A).read_text().splitlines() if line]
+    target = tmp_path / "clip_a.txt"
+    target.write_bytes(vpdq_file(CLIP_A).read_bytes())
+    _add(store, str(target))
+    result = sync_list(store, "l")
+
+    entries = {e.value: e for e in store.list_entries("l")}
+    good = [r for r in rows if int(r[1]) >= 50]
+    assert len(good) > 1
+    assert set(entries) == {r[2] for r in good}
+    assert result.added == len(entries)
+    for frame, _quality, value, ts in good:
+        entry = entries[value]
+        assert entry.hash_type == "pdq" and "video" in entry.labels
+        assert entry.extra["video"] == "clip_a"
+        assert float(ts) in entry.extra["timestamps"]
+        assert entry.extra["frame"] <= int(frame)
+        assert entry.external_id == f"clip_a#{entry.extra['frame']}"
 
 
 def test_directory_source_reads_every_file(store: Store, tmp_path: Path) -> None:
