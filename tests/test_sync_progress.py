@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from _local_http import LocalServer
 
+from uploadscan import Scanner
 from uploadscan.store._lists import ListKind
 from uploadscan.store._store import Store
 from uploadscan.sync import generate_keypair, publish_feed, sync_list, sync_lists
@@ -137,6 +138,7 @@ def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
     assert "sync:" in text and "records" in text, text
     assert "200k" in text, text  # the total: the list file's line count
     assert "%|" in text, text  # a real bar, with a percentage
+    assert "index:" in text and "entries" in text, text  # the first index build, after the sync
     assert b"big" in out and b" ok" in out  # the table still goes to stdout
 
     piped = subprocess.run(
@@ -147,6 +149,20 @@ def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
         check=False,
     )
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_first_index_build_reports_entries_indexed(tmp_path: Path) -> None:
+    _write_list(tmp_path / "l.txt", 5_000, 8)
+    with Scanner.open(tmp_path / "home") as scanner:
+        scanner.add_list("l", kind="block", source=str(tmp_path / "l.txt"))
+        calls: list[tuple[int, int]] = []
+        scanner.sync(on_index_progress=lambda done, total: calls.append((done, total)))
+        assert calls[0] == (0, 5_000) and calls[-1] == (5_000, 5_000), calls
+        assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+        calls.clear()
+        scanner.sync()  # nothing changed: nothing to build, nothing reported
+        scanner.sync(on_index_progress=lambda done, total: calls.append((done, total)))
+        assert calls == []
 
 
 @pytest.mark.parametrize("as_json", [False, True])
