@@ -1,4 +1,4 @@
-"""Progress of long syncs, and when each ``sync --watch`` round ran.
+"""Progress of long syncs, index builds and the demo, and when each ``sync --watch`` round ran.
 
 The sync code reports ``on_progress(done, total)`` (records read; ``total`` once the source
 knows it); the command line draws it with tqdm on a terminal only. The terminal case runs
@@ -107,11 +107,12 @@ def big_home(tmp_path: Path) -> Path:
     return home
 
 
-def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
+def _on_terminal(*args: str) -> tuple[int, str, bytes]:
+    """Run the CLI with its stderr on a pseudo-terminal: (exit status, what it drew, stdout)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uploadscan.cli", "sync", "--home", str(big_home)],
+        [sys.executable, "-m", "uploadscan.cli", *args],
         stdout=subprocess.PIPE,
         stderr=slave,
     )
@@ -133,8 +134,12 @@ def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
         drawn += chunk
     os.close(master)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, drawn.decode(errors="replace")
-    text = drawn.decode(errors="replace")
+    return proc.returncode, drawn.decode(errors="replace"), out
+
+
+def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
+    returncode, text, out = _on_terminal("sync", "--home", str(big_home))
+    assert returncode == 0, text
     assert "sync:" in text and "records" in text, text
     assert "200k" in text, text  # the total: the list file's line count
     assert "%|" in text, text  # a real bar, with a percentage
@@ -143,6 +148,22 @@ def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
 
     piped = subprocess.run(
         [sys.executable, "-m", "uploadscan.cli", "sync", "--home", str(big_home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_demo_draws_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    returncode, text, out = _on_terminal("demo", "--home", home)
+    assert returncode == 0, text
+    assert "scanning:" in text and "%|" in text, text
+    assert b"harbour" in out  # the table still goes to stdout
+    piped = subprocess.run(
+        [sys.executable, "-m", "uploadscan.cli", "demo", "--home", home],
         capture_output=True,
         text=True,
         timeout=120,
