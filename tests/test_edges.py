@@ -143,6 +143,26 @@ def test_non_media_is_allowed_by_default_and_says_so(tmp_path: Path) -> None:
         assert configured.scan(zip_file()).action is Action.BLOCK
 
 
+def test_non_media_over_max_bytes_takes_the_fail_mode_not_the_non_media_action(
+    tmp_path: Path,
+) -> None:
+    # Past max_bytes nothing is hashed, so the exact lists were not consulted: that is
+    # incomplete matching (the fail mode), never "not media, allowed".
+    small, big = pdf(), pdf() * 20
+    assert len(small) < 10_000 < len(big)
+    (tmp_path / "list.txt").write_text(f"md5 {md5(small)}\n")
+    (tmp_path / "big.pdf").write_bytes(big)
+    with Scanner.open(tmp_path / "home", limits={"max_bytes": 10_000}) as scanner:
+        scanner.add_list("l", kind="block", source=str(tmp_path / "list.txt"))
+        scanner.sync()
+        assert scanner.scan(small).action is Action.BLOCK  # within the limit: matched
+        for media in (big, tmp_path / "big.pdf", io.BytesIO(big)):
+            verdict = scanner.scan(media)
+            assert verdict.action is Action.REVIEW, verdict.reasons
+            assert [e.type for e in verdict.errors] == ["MediaTooLargeError"]
+            assert not any("only exact hashes" in r for r in verdict.reasons)
+
+
 def test_hash_file_gives_digests_of_any_file(tmp_path: Path) -> None:
     for data in (pdf(), zip_file(), b"", np.random.default_rng(1).bytes(3_000_000)):
         path = tmp_path / "f"
