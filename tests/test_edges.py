@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _media import CLIP_A, fixture
 from _reference import reference_pdq
 from PIL import Image
 
@@ -141,6 +142,29 @@ def test_non_media_is_allowed_by_default_and_says_so(tmp_path: Path) -> None:
     (tmp_path / "home" / "config.json").write_text(json.dumps({"non_media": "block"}))
     with Scanner.open(tmp_path / "home") as configured:
         assert configured.scan(zip_file()).action is Action.BLOCK
+
+
+def test_recognised_video_that_fails_to_decode_takes_the_fail_mode(tmp_path: Path) -> None:
+    # An MP4 header (the bundled clip's first 32 bytes) and then noise: a video by its magic,
+    # so not "non-media"; its digests still meet the exact lists.
+    clip = fixture(CLIP_A).read_bytes()
+    broken = clip[:32] + np.random.default_rng(7).bytes(200_000)
+    listed = clip[:32] + np.random.default_rng(8).bytes(200_000)
+    # A PDQ entry too: with only digest lists nothing needs decoding, so nothing can fail.
+    pdq = reference_pdq(photo(30))[0]
+    (tmp_path / "list.txt").write_text(f"md5 {md5(listed)}\npdq {pdq}\n")
+    with Scanner.open(tmp_path / "home") as scanner:
+        scanner.add_list("l", kind="block", source=str(tmp_path / "list.txt"))
+        assert all(result.ok for result in scanner.sync())
+    for fail_mode in (Action.REVIEW, Action.BLOCK):
+        with Scanner.open(tmp_path / "home", fail_mode=fail_mode, non_media="allow") as scanner:
+            verdict = scanner.scan(broken)
+            assert verdict.action is fail_mode, verdict.reasons
+            assert verdict.errors and verdict.hashes["md5"] == (md5(broken),)
+            assert not any("only exact hashes" in r for r in verdict.reasons)
+            assert verdict.media_type.startswith("video/")
+    with Scanner.open(tmp_path / "home", fail_mode="allow") as lenient:
+        assert lenient.scan(listed).action is Action.BLOCK  # the digest, whatever the decode
 
 
 def test_non_media_over_max_bytes_takes_the_fail_mode_not_the_non_media_action(
