@@ -224,6 +224,17 @@ def test_a_list_that_never_synced_fails_closed_and_says_so(tmp_path: Path) -> No
         assert scanner.scan(jpeg(photo(8))).reasons == ()
 
 
+def test_a_review_list_that_never_synced_takes_the_fail_mode_too(tmp_path: Path) -> None:
+    with Scanner.open(tmp_path / "home", fail_mode="block") as scanner:
+        scanner.add_list("watch", kind="review", source=str(tmp_path / "missing.txt"))
+        scanner.add_list("fp", kind="allow", source=str(tmp_path / "missing.txt"))
+        verdict = scanner.scan(jpeg(photo(15)))
+        assert verdict.action is Action.BLOCK
+        reasons = " ".join(verdict.reasons)
+        assert "watch" in reasons and "never completed a sync" in reasons
+        assert "fp" not in reasons  # an allow list cannot make an upload slip through
+
+
 def test_warn_only_lists_are_named_without_the_fail_mode(tmp_path: Path) -> None:
     with Scanner.open(tmp_path / "home") as scanner:
         scanner.add_list(
