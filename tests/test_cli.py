@@ -10,6 +10,7 @@ tests/test_examples.py; ``doctor``: tests/test_doctor.py.)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import subprocess
@@ -61,6 +62,28 @@ def test_hash_gives_json_lines_for_images_videos_and_other_files(tmp_path: Path)
             assert hamming(ours.pdq, theirs.pdq) <= 31, theirs
     assert compare_videos(golden, written).listed_coverage == 1.0
     assert compare_videos(written, golden).listed_coverage == 1.0
+
+
+def test_hash_vpdq_rate_writes_a_sampled_vpdq_file(tmp_path: Path) -> None:
+    # --vpdq-rate 2: frames half a second apart (keyframes too), each one of the frames
+    # Meta's vpdq hashed, at its time, within PDQ's threshold.
+    proc = uploadscan("hash", fixture(CLIP_A), "--vpdq", tmp_path, "--vpdq-rate", "2")
+    assert proc.returncode == 0, proc.stderr
+    written = read_vpdq(Path(json.loads(proc.stdout)["vpdq"]))
+    golden = {round(f.timestamp, 3): f for f in read_vpdq(vpdq_file(CLIP_A))}
+    times = [f.timestamp for f in written]
+    assert 2 * 8 <= len(written) < len(golden) / 2  # 8 s of video, every frame is 80
+    assert times == sorted(times) and times[0] == 0.0
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) <= 0.5 + 0.1 + 1e-6  # the interval, or one 10 fps frame more
+    for frame in written:
+        theirs = golden[round(frame.timestamp, 3)]
+        if theirs.quality >= 50:
+            assert hamming(frame.pdq, theirs.pdq) <= 31, frame
+    assert compare_videos(written, list(golden.values())).listed_coverage == 1.0
+    for rate in ("0", "-1"):
+        refused = uploadscan("hash", fixture(CLIP_A), "--vpdq", tmp_path, "--vpdq-rate", rate)
+        assert refused.returncode == 2 and "--vpdq-rate" in refused.stderr
 
 
 def test_hash_reports_unreadable_files_and_bad_arguments(tmp_path: Path) -> None:

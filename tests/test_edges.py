@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _media import CLIP_A, fixture
 from _reference import reference_pdq
 from PIL import Image
 
@@ -143,6 +144,49 @@ def test_non_media_is_allowed_by_default_and_says_so(tmp_path: Path) -> None:
         assert configured.scan(zip_file()).action is Action.BLOCK
 
 
+def test_recognised_video_that_fails_to_decode_takes_the_fail_mode(tmp_path: Path) -> None:
+    # An MP4 header (the bundled clip's first 32 bytes) and then noise: a video by its magic,
+    # so not "non-media"; its digests still meet the exact lists.
+    clip = fixture(CLIP_A).read_bytes()
+    broken = clip[:32] + np.random.default_rng(7).bytes(200_000)
+    listed = clip[:32] + np.random.default_rng(8).bytes(200_000)
+    # A PDQ entry too: with only digest lists nothing needs decoding, so nothing can fail.
+    pdq = reference_pdq(photo(30))[0]
+    (tmp_path / "list.txt").write_text(f"md5 {md5(listed)}\npdq {pdq}\n")
+    with Scanner.open(tmp_path / "home") as scanner:
+        scanner.add_list("l", kind="block", source=str(tmp_path / "list.txt"))
+        assert all(result.ok for result in scanner.sync())
+    for fail_mode in (Action.REVIEW, Action.BLOCK):
+        with Scanner.open(tmp_path / "home", fail_mode=fail_mode, non_media="allow") as scanner:
+            verdict = scanner.scan(broken)
+            assert verdict.action is fail_mode, verdict.reasons
+            assert verdict.errors and verdict.hashes["md5"] == (md5(broken),)
+            assert not any("only exact hashes" in r for r in verdict.reasons)
+            assert verdict.media_type.startswith("video/")
+    with Scanner.open(tmp_path / "home", fail_mode="allow") as lenient:
+        assert lenient.scan(listed).action is Action.BLOCK  # the digest, whatever the decode
+
+
+def test_non_media_over_max_bytes_takes_the_fail_mode_not_the_non_media_action(
+    tmp_path: Path,
+) -> None:
+    # Past max_bytes nothing is hashed, so the exact lists were not consulted: that is
+    # incomplete matching (the fail mode), never "not media, allowed".
+    small, big = pdf(), pdf() * 20
+    assert len(small) < 10_000 < len(big)
+    (tmp_path / "list.txt").write_text(f"md5 {md5(small)}\n")
+    (tmp_path / "big.pdf").write_bytes(big)
+    with Scanner.open(tmp_path / "home", limits={"max_bytes": 10_000}) as scanner:
+        scanner.add_list("l", kind="block", source=str(tmp_path / "list.txt"))
+        scanner.sync()
+        assert scanner.scan(small).action is Action.BLOCK  # within the limit: matched
+        for media in (big, tmp_path / "big.pdf", io.BytesIO(big)):
+            verdict = scanner.scan(media)
+            assert verdict.action is Action.REVIEW, verdict.reasons
+            assert [e.type for e in verdict.errors] == ["MediaTooLargeError"]
+            assert not any("only exact hashes" in r for r in verdict.reasons)
+
+
 def test_hash_file_gives_digests_of_any_file(tmp_path: Path) -> None:
     for data in (pdf(), zip_file(), b"", np.random.default_rng(1).bytes(3_000_000)):
         path = tmp_path / "f"
@@ -178,6 +222,17 @@ def test_a_list_that_never_synced_fails_closed_and_says_so(tmp_path: Path) -> No
         scanner.sync()
         assert scanner.scan(listed).action is Action.BLOCK
         assert scanner.scan(jpeg(photo(8))).reasons == ()
+
+
+def test_a_review_list_that_never_synced_takes_the_fail_mode_too(tmp_path: Path) -> None:
+    with Scanner.open(tmp_path / "home", fail_mode="block") as scanner:
+        scanner.add_list("watch", kind="review", source=str(tmp_path / "missing.txt"))
+        scanner.add_list("fp", kind="allow", source=str(tmp_path / "missing.txt"))
+        verdict = scanner.scan(jpeg(photo(15)))
+        assert verdict.action is Action.BLOCK
+        reasons = " ".join(verdict.reasons)
+        assert "watch" in reasons and "never completed a sync" in reasons
+        assert "fp" not in reasons  # an allow list cannot make an upload slip through
 
 
 def test_warn_only_lists_are_named_without_the_fail_mode(tmp_path: Path) -> None:

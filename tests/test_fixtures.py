@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import _media
 import numpy as np
 import pytest
 from _media import (
@@ -132,3 +136,49 @@ def test_regenerated_animation_has_the_same_frames(regenerated: Path) -> None:
     committed, again = frames(fixture(ANIMATED_GIF)), frames(regenerated / ANIMATED_GIF)
     assert [d for _, d in committed] == [d for _, d in again]
     assert all(hamming(a, b) <= 4 for (a, _), (b, _) in zip(committed, again, strict=True))
+
+
+def test_extended_corpus_follows_the_documented_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tests/_media.py: $UPLOADSCAN_TEST_DATA (``none``: without it), else ../shared/data
+    # beside the project; a named directory without the corpus is an error, never a skip.
+    corpus = tmp_path / "shared" / "data"
+    corpus.mkdir(parents=True)
+    monkeypatch.setattr(_media, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.delenv(_media.ENV, raising=False)
+    assert _media.find_extended_data()[0] is None  # a fresh clone: nothing beside it
+    (corpus / "MANIFEST.txt").write_text("")
+    assert _media.find_extended_data()[0] == corpus
+    for off in ("none", "NONE"):
+        monkeypatch.setenv(_media.ENV, off)
+        assert _media.find_extended_data()[0] is None
+    monkeypatch.setenv(_media.ENV, str(corpus))
+    assert _media.find_extended_data()[0] == corpus
+    monkeypatch.setenv(_media.ENV, str(tmp_path))
+    with pytest.raises(_media.ExtendedDataError, match=r"no MANIFEST\.txt"):
+        _media.find_extended_data()
+
+
+def test_pytest_without_the_corpus_skips_only_the_extended_tests(tmp_path: Path) -> None:
+    tests = Path(__file__).resolve().parent
+
+    def pytest_run(data: str, *selected: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *selected],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tests.parent,
+            env={**os.environ, _media.ENV: data},
+            check=False,
+        )
+
+    bundled = "tests/test_fixtures.py::test_manifest_lists_every_file_with_its_size_and_digest"
+    extended = "tests/test_serve.py::test_health_and_ready"  # needs the corpus's photos
+    out = pytest_run("none", bundled, extended)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "1 passed, 1 skipped" in out.stdout and "extended corpus absent" in out.stdout
+    wrong = pytest_run(str(tmp_path), bundled)
+    assert wrong.returncode == 4, wrong.stdout[-2000:]  # a usage error, nothing skipped
+    assert "has no MANIFEST.txt" in wrong.stdout + wrong.stderr

@@ -333,6 +333,30 @@ def test_pictrs_refuses_review_and_unseen_bytes_by_default(client: httpx.Client)
     assert client.post("/v1/scan", content=NOT_MEDIA).json()["action"] == "allow"
 
 
+def test_a_listed_file_that_is_not_media_is_blocked_everywhere_and_logged(
+    server_factory: Callable[..., Running], tmp_path: Path, data_dir: Path
+) -> None:
+    # GIFCT and TCAP share file hashes of PDFs and archives: such a file is blocked on its MD5
+    # by /v1/scan and refused by pict-rs, and its decision keeps its SHA-256.
+    manifesto = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" + b"% manifesto\n" * 300
+    home = build_home(tmp_path / "home", data_dir)
+    with Scanner.open(home) as scanner:
+        scanner.store.apply_batch(
+            "blocked", [EntryUpsert("md5", hashlib.md5(manifesto).hexdigest())]
+        )
+    s = server_factory(home, fail_mode="allow", pictrs_review="accept")  # the most lenient
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        verdict = c.post("/v1/scan", content=manifesto).json()
+        assert verdict["action"] == "block", verdict
+        assert [m["hash_type"] for m in verdict["matches"]] == ["md5"]
+        r = c.post("/v1/pictrs/validate", content=manifesto, headers={"Content-Type": "image/png"})
+        assert (r.status_code, r.json()["error"]) == (451, "blocked")
+    with Scanner.open(home, audit=False) as scanner:
+        logged = scanner.store.decisions()
+    assert [d.action.value for d in logged] == ["block", "block"]
+    assert {d.sha256 for d in logged} == {hashlib.sha256(manifesto).hexdigest()}
+
+
 def test_pictrs_review_accept_publishes_review_uploads(
     server_factory: Callable[..., Running],
 ) -> None:

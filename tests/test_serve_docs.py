@@ -147,3 +147,32 @@ def _paths_in(text: str) -> set[str]:
 @pytest.mark.parametrize("path", sorted(_paths_in(SECURITY_MD.read_text(encoding="utf-8"))))
 def test_security_doc_points_at_files_that_exist(path: str) -> None:
     assert (ROOT / path).is_file() or (ROOT / "src" / "uploadscan" / path).is_file(), path
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+
+
+def test_security_doc_calls_open_only_what_is_still_open() -> None:
+    # A bug the page calls open points at the test that reproduces it; that test must still
+    # be expected to fail (xfail), else the bug is fixed and the page is out of date.
+    for paragraph in _paragraphs(SECURITY_MD.read_text(encoding="utf-8")):
+        if not paragraph.startswith("Open"):
+            continue
+        tests = re.findall(r"`(tests/test_[a-z_]+\.py)`", paragraph)
+        assert tests, f"an open issue names no test reproducing it: {paragraph[:80]}"
+        for test in tests:
+            assert "xfail" in (ROOT / test).read_text(encoding="utf-8"), (
+                f"docs/security.md calls open a bug that {test} shows fixed: {paragraph[:80]}"
+            )
+
+
+def test_security_doc_names_code_that_exists() -> None:
+    source = "".join(
+        path.read_text(encoding="utf-8") for path in (ROOT / "src" / "uploadscan").rglob("*.py")
+    )
+    named = set(re.findall(r"`([A-Z][A-Za-z]+)\.([a-z_]+)`", SECURITY_MD.read_text("utf-8")))
+    assert named
+    for cls, attr in sorted(named):
+        assert re.search(rf"^class {cls}\b", source, re.MULTILINE), cls
+        assert re.search(rf"(def |^\s+){attr}\b", source, re.MULTILINE), f"{cls}.{attr}"

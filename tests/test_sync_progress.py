@@ -1,4 +1,4 @@
-"""Progress of long syncs, and when each ``sync --watch`` round ran.
+"""Progress of long syncs, index builds and the demo, and when each ``sync --watch`` round ran.
 
 The sync code reports ``on_progress(done, total)`` (records read; ``total`` once the source
 knows it); the command line draws it with tqdm on a terminal only. The terminal case runs
@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from _local_http import LocalServer
 
+from uploadscan import Scanner
 from uploadscan.store._lists import ListKind
 from uploadscan.store._store import Store
 from uploadscan.sync import generate_keypair, publish_feed, sync_list, sync_lists
@@ -106,11 +107,12 @@ def big_home(tmp_path: Path) -> Path:
     return home
 
 
-def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
+def _on_terminal(*args: str) -> tuple[int, str, bytes]:
+    """Run the CLI with its stderr on a pseudo-terminal: (exit status, what it drew, stdout)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uploadscan.cli", "sync", "--home", str(big_home)],
+        [sys.executable, "-m", "uploadscan.cli", *args],
         stdout=subprocess.PIPE,
         stderr=slave,
     )
@@ -132,11 +134,16 @@ def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
         drawn += chunk
     os.close(master)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, drawn.decode(errors="replace")
-    text = drawn.decode(errors="replace")
+    return proc.returncode, drawn.decode(errors="replace"), out
+
+
+def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
+    returncode, text, out = _on_terminal("sync", "--home", str(big_home))
+    assert returncode == 0, text
     assert "sync:" in text and "records" in text, text
     assert "200k" in text, text  # the total: the list file's line count
     assert "%|" in text, text  # a real bar, with a percentage
+    assert "index:" in text and "entries" in text, text  # the first index build, after the sync
     assert b"big" in out and b" ok" in out  # the table still goes to stdout
 
     piped = subprocess.run(
@@ -147,6 +154,36 @@ def test_sync_draws_progress_on_a_terminal_only(big_home: Path) -> None:
         check=False,
     )
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_demo_draws_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    returncode, text, out = _on_terminal("demo", "--home", home)
+    assert returncode == 0, text
+    assert "scanning:" in text and "%|" in text, text
+    assert b"harbour" in out  # the table still goes to stdout
+    piped = subprocess.run(
+        [sys.executable, "-m", "uploadscan.cli", "demo", "--home", home],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_first_index_build_reports_entries_indexed(tmp_path: Path) -> None:
+    _write_list(tmp_path / "l.txt", 5_000, 8)
+    with Scanner.open(tmp_path / "home") as scanner:
+        scanner.add_list("l", kind="block", source=str(tmp_path / "l.txt"))
+        calls: list[tuple[int, int]] = []
+        scanner.sync(on_index_progress=lambda done, total: calls.append((done, total)))
+        assert calls[0] == (0, 5_000) and calls[-1] == (5_000, 5_000), calls
+        assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+        calls.clear()
+        scanner.sync()  # nothing changed: nothing to build, nothing reported
+        scanner.sync(on_index_progress=lambda done, total: calls.append((done, total)))
+        assert calls == []
 
 
 @pytest.mark.parametrize("as_json", [False, True])

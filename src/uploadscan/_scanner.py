@@ -327,17 +327,20 @@ class Scanner:
         *,
         deadline_seconds: float | None = None,
         on_progress: Callable[[int, int | None], None] | None = None,
+        on_index_progress: Callable[[int, int], None] | None = None,
     ) -> list[SyncResult]:
         """Pull every configured list (or the named ones) from its source, concurrently; one
         result per list, failures (and lists over their whole-sync deadline, ``None``: the
-        default) included rather than raised. ``on_progress(done, total)`` counts records."""
+        default) included rather than raised. ``on_progress(done, total)`` counts records;
+        ``on_index_progress(done, total)`` counts entries indexed when the sync leaves an
+        index to (re)build, as the first sync of a large list does."""
         self._check_open()
         if _list_syncer is None:
             raise ConfigError("list syncing is not wired in; import uploadscan, not its modules")
         results = _list_syncer(
             self._store, names, deadline_seconds=deadline_seconds, on_progress=on_progress
         )
-        self._index.refresh()
+        self._index.refresh(on_progress=on_index_progress)
         return list(results)
 
     # ------------------------------------------------------------------ lifecycle

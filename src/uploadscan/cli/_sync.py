@@ -2,10 +2,10 @@
 
 ``sync`` pulls lists from their sources, concurrently and each within its own deadline, and
 rebuilds the index files once afterwards, so that scanners in other processes (which never
-build inside a scan) pick up the new version at once. Progress is drawn on stderr when it is
-a terminal; ``--watch`` stamps every round with its time (ISO 8601, UTC) so a log shows when
-each round ran. ``keys`` and ``feed`` are the publisher's side of the signed HTTP feed
-(docs/feed.md).
+build inside a scan) pick up the new version at once. Progress (records read, then entries
+indexed when an index is built) is drawn on stderr when it is a terminal; ``--watch`` stamps
+every round with its time (ISO 8601, UTC) so a log shows when each round ran. ``keys`` and
+``feed`` are the publisher's side of the signed HTTP feed (docs/feed.md).
 """
 
 from __future__ import annotations
@@ -81,8 +81,27 @@ def _sync_round(
 ) -> int:
     from .._scanner import Scanner
 
-    with Scanner.open(home, audit=False) as scanner, ProgressBar("sync", unit="records") as bar:
-        results = scanner.sync(names or None, deadline_seconds=deadline, on_progress=bar)
+    records = ProgressBar("sync", unit="records")
+    entries: list[ProgressBar] = []  # drawn only if the sync leaves an index to build
+
+    def index_progress(done: int, total: int) -> None:
+        if not entries:
+            records.close()
+            entries.append(ProgressBar("index", unit="entries"))
+        entries[0](done, total)
+
+    try:
+        with Scanner.open(home, audit=False) as scanner:
+            results = scanner.sync(
+                names or None,
+                deadline_seconds=deadline,
+                on_progress=records,
+                on_index_progress=index_progress,
+            )
+    finally:
+        records.close()
+        for bar in entries:
+            bar.close()
     failed = any(not result.ok for result in results)
     if as_json:
         for result in results:
