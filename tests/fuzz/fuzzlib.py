@@ -376,6 +376,7 @@ def worker_main(config: dict[str, Any]) -> None:
         data = stdin.read(size)
         _peak_reset()
         started = time.monotonic()
+        cpu_started = time.process_time()
         reply: dict[str, Any] = {"bug": None}
         try:
             outcome, value = check_input(data, limits_kw, scan)
@@ -393,6 +394,7 @@ def worker_main(config: dict[str, Any]) -> None:
             outcome, reply["bug"] = "bug", "MemoryError escaped (address-space limit reached)"
         reply["outcome"] = outcome
         reply["seconds"] = time.monotonic() - started
+        reply["cpu_seconds"] = time.process_time() - cpu_started
         reply["peak_mb"] = peak_rss_mb()
         stdout.write(json.dumps(reply) + "\n")
         stdout.flush()
