@@ -209,3 +209,28 @@ def test_a_paged_source_keeps_the_pages_applied_before_its_deadline(tmp_path: Pa
         sync_list(store, "tcap", credentials=creds, deadline_seconds=10)
         assert {e.value for e in store.list_entries("tcap")} == {PDQ_B}
         assert store.get_list("tcap").last_sync is not None
+
+
+def test_a_list_setting_gives_one_list_its_own_deadline(setup: Setup) -> None:
+    """``sync_deadline_seconds`` on a-slow bounds it alone; the other lists keep the deadline
+    the sync was started with (here long enough for b-fast, never reached)."""
+    set_it = run(
+        "lists", "set", "a-slow", f"sync_deadline_seconds={DEADLINE}", "--home", str(setup.home)
+    )
+    assert set_it.returncode == 0, set_it.stderr
+    with Store.open(setup.home / "store.sqlite3") as store:
+        started = time.monotonic()
+        results = sync_lists(store, ["a-slow", "b-fast"], deadline_seconds=600)
+        elapsed = time.monotonic() - started
+    by_name = {r.list_name: r for r in results}
+    assert by_name["a-slow"].timed_out and "deadline of 3 s" in str(by_name["a-slow"].error)
+    assert by_name["b-fast"].ok
+    assert elapsed < DEADLINE + 5.0, elapsed  # not the 600 s the sync was started with
+    assert setup.entries("a-slow") == setup.versions["a-slow"][0]
+
+    unset = run("lists", "set", "a-slow", "sync_deadline_seconds=none", "--home", str(setup.home))
+    assert unset.returncode == 0, unset.stderr
+    with Store.open(setup.home / "store.sqlite3") as store:
+        assert store.get_list("a-slow").settings.sync_deadline_seconds is None
+    refused = run("lists", "set", "a-slow", "sync_deadline_seconds=0", "--home", str(setup.home))
+    assert refused.returncode == 2 and "sync_deadline_seconds must be > 0" in refused.stderr

@@ -114,6 +114,9 @@ class ListSettings:
     - ``video_upload_fraction``: fraction of the upload's frames that must match.
     - ``warn_only``: a never-synced or stale list is named in every verdict's reasons but
       does not force the scanner's fail mode.
+    - ``sync_deadline_seconds``: the whole sync of this list must finish within this many
+      seconds; ``None`` takes the deadline the sync was started with (``sync --deadline``).
+      A list whose source is known to be slow gets more time without holding up the others.
     - ``hash_settings``: settings that hash-type plug-ins declare (their thresholds), by name.
     """
 
@@ -125,6 +128,7 @@ class ListSettings:
     video_coverage: float = 0.8
     video_upload_fraction: float = 0.0
     warn_only: bool = False
+    sync_deadline_seconds: float | None = None
     hash_settings: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,6 +148,12 @@ class ListSettings:
                 raise ConfigError(f"max_age_seconds must be > 0, got {self.max_age_seconds!r}")
         _check_float("video_coverage", self.video_coverage, 0.0, 1.0)
         _check_float("video_upload_fraction", self.video_upload_fraction, 0.0, 1.0)
+        if self.sync_deadline_seconds is not None:
+            _check_float("sync_deadline_seconds", self.sync_deadline_seconds, 0.0, math.inf)
+            if self.sync_deadline_seconds <= 0:
+                raise ConfigError(
+                    f"sync_deadline_seconds must be > 0, got {self.sync_deadline_seconds!r}"
+                )
         if not isinstance(self.warn_only, bool):
             raise ConfigError(f"warn_only must be true or false, got {self.warn_only!r}")
         object.__setattr__(self, "hash_settings", _check_hash_settings(self.hash_settings))

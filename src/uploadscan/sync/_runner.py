@@ -74,13 +74,17 @@ def sync_list(
 ) -> SyncResult:
     """Bring list ``name`` up to date from its configured source (or ``source``).
 
-    The whole sync must finish within ``deadline_seconds`` (``None``: only the per-request
-    limits apply), else ``SyncTimeoutError``. ``on_progress(done, total)`` hears about the
+    The whole sync must finish within the list's own ``sync_deadline_seconds`` setting when it
+    has one, else within ``deadline_seconds`` (``None``: only the per-request limits apply),
+    else ``SyncTimeoutError``. ``on_progress(done, total)`` hears about the
     records read (``total`` ``None`` while unknown), at most ten times a second.
 
     Raises the source's ``SyncError`` (``FeedVerificationError``...) or the store's
     ``InvalidHashError``; batches applied before the failure stay, with their checkpoint.
     """
+    own_deadline = store.get_list(name).settings.sync_deadline_seconds
+    if own_deadline is not None:
+        deadline_seconds = own_deadline
     with sync_deadline(deadline_seconds, f"list {name!r}"):
         return _sync_list(store, name, source, credentials, _ListProgress(on_progress))
 
