@@ -24,7 +24,7 @@ from ..hashing._protocol import (
     VideoSink,
 )
 from ..hashing._registry import HashTypeRegistry, get, names, register, registry
-from ..media._frames import Frame, FrameSink
+from ..media._frames import Frame, FrameSink, FrameTiming, Resample, StreamTiming
 from ..media._image import DecodedImage
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "DecodedImage",
     "Frame",
     "FrameSink",
+    "FrameTiming",
     "HashType",
     "HashTypeRegistry",
     "ImageHash",
@@ -41,7 +42,9 @@ __all__ = [
     "Md5HashType",
     "PHashType",
     "PdqHashType",
+    "Resample",
     "Sha256HashType",
+    "StreamTiming",
     "VectorHit",
     "VectorMetric",
     "VectorSearch",
