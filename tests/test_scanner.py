@@ -176,7 +176,7 @@ def test_lookup_precomputed_hashes(scanner: Scanner, data_dir: Path) -> None:
     with pytest.raises(uploadscan.InvalidHashError):
         scanner.lookup({"pdq": "xyz"})
     with pytest.raises(uploadscan.UnknownHashTypeError):
-        scanner.lookup({"tmk": "00"})
+        scanner.lookup({"photodna": "00"})
 
 
 def test_audit_review_and_feedback(scanner: Scanner, data_dir: Path) -> None:

@@ -24,6 +24,7 @@ from ..hashing._protocol import (
     VideoSink,
 )
 from ..hashing._registry import HashTypeRegistry, get, names, register, registry
+from ..hashing._tmk import TmkHashType
 from ..media._frames import Frame, FrameSink, FrameTiming, Resample, StreamTiming
 from ..media._image import DecodedImage
 
@@ -45,6 +46,7 @@ __all__ = [
     "Resample",
     "Sha256HashType",
     "StreamTiming",
+    "TmkHashType",
     "VectorHit",
     "VectorMetric",
     "VectorSearch",
