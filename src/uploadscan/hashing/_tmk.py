@@ -61,6 +61,7 @@ from ._tmk_format import (
     REFERENCE_TMK_BYTES,
     TmkHash,
     decode_text,
+    decode_value,
     mirror_hash,
     parse_text,
     parse_tmk,
@@ -154,6 +155,7 @@ class TmkHashType(HashType):
     vector_dim = FEATURE_DIMENSION
     vector_metric = VectorMetric.INNER_PRODUCT
     computed_by_default = True
+    file_suffix = ".tmk"  # exported one reference-layout file per value, as tmk-hash-video writes
     description = "TMK+PDQF video hash (ThreatExchange HASH_TMK), two-level score"
     example_values: ClassVar[Sequence[str]] = _Examples()
 
@@ -165,10 +167,11 @@ class TmkHashType(HashType):
     def validate(self, value: object) -> str:
         if not isinstance(value, str):
             raise InvalidHashError(f"a TMK value must be a string, got {type(value).__name__}")
-        return parse_text(value.strip()).to_text()
+        # Either form list files carry (decode_value); the canonical value is the text.
+        return parse_tmk(decode_value(value.strip())).to_text()
 
     def to_bytes(self, value: str) -> bytes:
-        data = decode_text(value.strip())
+        data = decode_value(value.strip())
         parse_tmk(data)  # the stored file must be as valid as the text
         return data
 

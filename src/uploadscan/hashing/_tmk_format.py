@@ -17,7 +17,9 @@ A reference file (P=4, C=32, D=256) is 263,344 bytes. ThreatExchange string fiel
 8-bit clean, so an indicator carries it as the first 12 bytes (the three ASCII magics), a
 ``|``, then standard base64 of the rest: the form ThreatExchange's Java reference client
 writes (``te-tag-query`` ``Utils.readTMKHashFromFile``), 351,125 characters for a reference
-file. That text is uploadscan's canonical TMK value.
+file. That text is uploadscan's canonical TMK value. List files that carry a value in a
+column of their own (CSV, JSON lines) may instead hold standard base64 of the whole file
+(``base64 -w0 video.tmk``); ``decode_value`` takes either form.
 
 Parsing is for untrusted input: the header's counts are bounded and the exact size they
 imply is checked before any array is read, so a header claiming gigabytes costs nothing,
@@ -51,6 +53,7 @@ __all__ = [
     "REFERENCE_TMK_BYTES",
     "TmkHash",
     "decode_text",
+    "decode_value",
     "encode_text",
     "mirror_hash",
     "parse_text",
@@ -113,6 +116,10 @@ _PURE_OFFSET = _HEADER.size + 4 * (len(PERIODS) + len(FOURIER_COEFFICIENTS))
 
 _TEXT_PREFIX = 12  # "TMK1FVECPDQF"
 _MAX_TEXT_CHARS = _TEXT_PREFIX + 1 + 4 * ((MAX_TMK_BYTES - _TEXT_PREFIX + 2) // 3)
+#: base64 of the 12 magic bytes: how base64 of a whole ``.tmk`` file starts (12 bytes are
+#: whole base64 groups, so the prefix never depends on what follows).
+_BASE64_PREFIX = base64.b64encode(PROJECT_MAGIC + FILE_TYPE_MAGIC + PDQF_MAGIC).decode()
+_MAX_BASE64_CHARS = 4 * ((MAX_TMK_BYTES + 2) // 3)
 
 
 def _frozen(values: npt.ArrayLike, shape: tuple[int, ...], what: str) -> F32:
@@ -334,6 +341,22 @@ def decode_text(text: str) -> bytes:
     except (binascii.Error, ValueError) as exc:
         raise InvalidHashError(f"TMK text payload is not valid base64 ({exc})") from None
     return prefix.encode("ascii") + rest
+
+
+def decode_value(text: str) -> bytes:
+    """The ``.tmk`` bytes of a TMK value in either form list files use: the ``HASH_TMK``
+    text, or standard base64 of the whole file (told apart by its first 16 characters, the
+    base64 of the three magics). Strict and bounded like ``decode_text``."""
+    if not isinstance(text, str) or not text.startswith(_BASE64_PREFIX):
+        return decode_text(text)
+    if len(text) > _MAX_BASE64_CHARS:
+        raise InvalidHashError(
+            f"base64 TMK file of {len(text)} characters is over {_MAX_BASE64_CHARS}"
+        )
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidHashError(f"base64 TMK file is not valid base64 ({exc})") from None
 
 
 def parse_text(text: str) -> TmkHash:
