@@ -263,6 +263,8 @@ def run_export(args: argparse.Namespace) -> int:
         result = export_list(scanner.store, args.name, args.directory)
     for path in result.files:
         print(f"wrote {path}")
+    for path in result.removed:
+        print(f"removed {path} (its entry is no longer on the list)")
     for hash_type, count in sorted(result.kept_local.items()):
         print(f"kept local: {count} {hash_type} value(s)")
     return 0
