@@ -38,7 +38,8 @@ def register(subparsers: Any) -> None:
         "--source",
         required=True,
         metavar="URI",
-        help="a path or file: URI, an https:/http: signed feed, tcap:, threatexchange:, "
+        help="a list file or a directory of them (text, CSV, JSON lines, vPDQ, .tmk) or a "
+        "file: URI, an https:/http: signed feed, tcap:, threatexchange:, "
         "or local: for a list of your own media (filled with 'lists add-media')",
     )
     add.add_argument("--kind", choices=("block", "review", "allow"), default="block")
