@@ -11,6 +11,7 @@ import base64
 import gzip
 import json
 import struct
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,18 @@ def test_cli_lists_add_a_tmk_file_and_a_directory_then_scan(tmp_path: Path) -> N
         assert all(m["evidence"]["level1"] >= 0.99 and m["evidence"]["level2"] >= 0.99 for m in tmk)
     # The review list's one video matches only the second upload.
     assert [any(m["list"] == "one" for m in v["matches"]) for v in verdicts] == [False, True]
+
+
+def test_a_tmk_gzip_bomb_costs_bounded_memory(store: Store, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.tmk.gz"
+    # 256 MB of zeros behind a real header: about 250 KB on disk.
+    bomb.write_bytes(gzip.compress(fixture_tmk(CLIP_A)[:32] + bytes(256 << 20), compresslevel=6))
+    store.add_list("l", kind=ListKind.BLOCK, source=str(bomb))
+    tracemalloc.start()
+    try:
+        with pytest.raises(SyncError, match=r"bomb\.tmk\.gz: over"):
+            sync_list(store, "l")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MAX_TMK_BYTES, peak  # the bounded read, never the 256 MB
