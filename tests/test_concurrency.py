@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from uploadscan import Scanner
 
 BASE = 100_000
@@ -82,6 +84,7 @@ def _pdq(rng: random.Random) -> str:
     return f"{rng.getrandbits(256):064x}"
 
 
+@pytest.mark.slow  # no media: runs once in CI, in the pass with the extended corpus
 def test_lookups_stay_consistent_while_a_large_delta_syncs(tmp_path: Path) -> None:
     rng = random.Random(42)
     shared = [_pdq(rng) for _ in range(BASE - REMOVED)]

@@ -1,28 +1,41 @@
 """A sync killed with SIGKILL at any moment leaves the store intact and the list whole.
 
-``uploadscan sync`` runs as a real subprocess on a 200 000-entry list file and is killed at
-spread-out random moments: while it imports and parses, inside the write transaction, around
-the commit, and while it refreshes the index afterwards. After each kill:
+``uploadscan sync`` runs as a real subprocess on a 200 000-entry list file and is killed with
+SIGKILL at spread-out moments: after it imports, while it reads the store and parses, inside
+the write transaction, frozen on its ``COMMIT``, and while it marks the list synced and
+refreshes the index afterwards. After each kill:
 
 - the store opens and ``Store.check()`` (SQLite's full integrity check) finds nothing;
-- the list holds exactly the old or exactly the new version (its entry count is one of the
+- the list holds exactly the version the kill point implies: the old one if the data
+  transaction's ``COMMIT`` had not run, the new one if it had (its entry count is one of the
   two, never a mix);
 - a fresh ``Scanner`` agrees with that count: a hash in both versions matches, the hash only
   in the new version matches exactly when the count is the new one, and the hash only in the
   old version exactly when it is the old one.
 
+The kill points are defined by the child's own progress, not by the clock (timed kills all
+landed before the commit on a loaded machine): the child is the real CLI with an SQLite trace
+callback on each connection (``_TRACED_SYNC``) that reports every statement it starts on a pipe
+and, at the statement the test names, freezes before running it. The test then sends SIGKILL.
+An uninterrupted traced sync of each direction first gives the statement sequence, from which
+the kill points are spread over the three phases.
+
 The list file alternates between two versions, so every round syncs a real change whatever
-the previous round left behind. A separate test kills the sync right after its commit, while
-the index is being built from scratch, and checks that the next ``Scanner.open`` answers.
+the previous round left behind. A separate test kills a first sync after its commit, while the
+index is being built from scratch, and checks that the next ``Scanner.open`` answers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import select
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,8 +44,17 @@ from uploadscan import Scanner
 from uploadscan.store._store import Store
 
 ENTRIES = 200_000
-KILL_POINTS = 15
 LIST = "big"
+#: Where to kill, as (phase, fraction of that phase's statements): 15 points. "before" runs up
+#: to and including the data transaction's BEGIN IMMEDIATE (frozen before it runs), "inside"
+#: up to and including its COMMIT (frozen before it runs: nothing committed), "after" the rest.
+KILL_PLAN = [
+    *(("before", f) for f in (0.0, 0.35, 0.7, 1.0)),
+    *(("inside", f) for f in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)),
+    *(("after", f) for f in (0.0, 0.25, 0.5, 0.75, 1.0)),
+]
+#: A child that never reaches its kill point (or hangs) fails the test after this long.
+CHILD_TIMEOUT = 300.0
 
 
 def _pdq(rng: random.Random) -> str:
@@ -65,6 +87,148 @@ def _sync_process(home: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+#: ``uploadscan sync`` (the CLI's own ``main``) with every SQLite connection traced: each
+#: statement it starts is reported on the pipe as [index, in_transaction, sql, frozen,
+#: index manifest exists]; at statement ``stop`` (0: never) it reports and then waits, before
+#: running it, for SIGKILL.
+_TRACED_SYNC = """
+import json, os, sqlite3, sys, threading
+home, stop, fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+manifest = os.path.join(home, "index", "manifest.json")
+started = 0
+lock = threading.Lock()
+_connect = sqlite3.connect
+
+def connect(*args, **kwargs):
+    conn = _connect(*args, **kwargs)
+
+    def trace(sql):
+        global started
+        with lock:
+            started += 1
+            index = started
+        frozen = index == stop
+        report = [index, conn.in_transaction, sql[:80], frozen, os.path.exists(manifest)]
+        os.write(fd, (json.dumps(report) + "\\n").encode())
+        if frozen:
+            threading.Event().wait()  # until SIGKILL
+
+    conn.set_trace_callback(trace)
+    return conn
+
+sqlite3.connect = connect
+from uploadscan.cli import main
+status = main(["sync", "--home", home])
+os.close(fd)
+sys.exit(status)
+"""
+
+
+@dataclass(frozen=True)
+class Statement:
+    index: int
+    in_transaction: bool
+    sql: str
+    frozen: bool
+    manifest: bool  # the index manifest existed when the statement started
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a traced sync reported, and where its data transaction began and committed."""
+
+    statements: list[Statement]
+    exit_status: int | None  # None: killed by the test
+
+    @property
+    def data_transaction(self) -> tuple[int, int] | None:
+        """(BEGIN IMMEDIATE, COMMIT) indexes of the transaction that writes the entries, once
+        its COMMIT was reported (the COMMIT may be the frozen statement, not yet run)."""
+        begin: int | None = None
+        writes = False
+        for st in self.statements:
+            if st.sql.startswith("BEGIN IMMEDIATE"):
+                begin, writes = st.index, False
+            elif begin is not None and st.sql.startswith(("INSERT INTO entries", "UPDATE entries")):
+                writes = True
+            elif begin is not None and st.sql.startswith("COMMIT"):
+                if writes:
+                    return begin, st.index
+                begin = None
+        return None
+
+    def phase(self) -> str:
+        """Where the run stopped: "before" the data transaction began, "inside" it (its
+        COMMIT not run), or "after" its COMMIT ran. Only statements that ran count: the
+        frozen one was reported but never executed."""
+        ran = [st for st in self.statements if not st.frozen]
+        writing = entries = False
+        for st in ran:
+            if st.sql.startswith("BEGIN IMMEDIATE"):
+                writing, entries = True, False
+            elif writing and st.sql.startswith(("INSERT INTO entries", "UPDATE entries")):
+                entries = True
+            elif writing and st.sql.startswith(("COMMIT", "ROLLBACK")):
+                if entries and st.sql.startswith("COMMIT"):
+                    return "after"
+                writing = False
+        return "inside" if writing else "before"
+
+
+def _traced_sync(home: Path, stop: int = 0) -> Run:
+    """Run the traced sync; with ``stop``, SIGKILL it once it reports that it froze there."""
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TRACED_SYNC, str(home), str(stop), str(write_end)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        pass_fds=(write_end,),
+    )
+    os.close(write_end)
+    statements: list[Statement] = []
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    buffer = b""
+    killed = False
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while not killed:
+            ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                proc.kill()
+                raise AssertionError(f"traced sync stuck after {statements[-1:]}")
+            chunk = pipe.read(65536)
+            if not chunk:
+                break  # the child finished
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                statements.append(Statement(*json.loads(line)))
+                if statements[-1].frozen:
+                    proc.send_signal(signal.SIGKILL)
+                    killed = True
+    status = proc.wait(timeout=CHILD_TIMEOUT)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if stop:
+        assert killed and status == -signal.SIGKILL, (status, stderr)
+    else:
+        assert status == 0, stderr
+    return Run(statements, None if killed else status)
+
+
+def _kill_point(profile: Run, phase: str, fraction: float) -> int:
+    """The statement index at ``fraction`` of ``phase`` in an uninterrupted run's sequence."""
+    span = profile.data_transaction
+    assert span is not None
+    begin, commit = span
+    first, last = {
+        "before": (1, begin),
+        "inside": (begin + 1, commit),
+        "after": (commit + 1, len(profile.statements)),
+    }[phase]
+    return first + round(fraction * (last - first))
 
 
 def _list_count(home: Path) -> int:
@@ -105,45 +269,43 @@ def _setup_home(home: Path, versions: Versions, version: int) -> Path:
     return list_file
 
 
-def test_sync_killed_at_random_points(tmp_path: Path, versions: Versions) -> None:
+@pytest.mark.slow  # no media: runs once in CI, in the pass with the extended corpus
+def test_sync_killed_at_spread_out_points(tmp_path: Path, versions: Versions) -> None:
     home = tmp_path / "home"
     list_file = _setup_home(home, versions, 0)
-    started = time.monotonic()
     first = _sync_process(home)
     assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
     if first.stderr:
         first.stderr.close()
     assert _check_consistent(home, versions) == 0
-    # An uninterrupted sync of one change takes about this long (upper bound for the kills).
+    # One uninterrupted traced sync in each direction: the statement sequences to spread the
+    # kill points over (keyed by the version synced to).
+    profiles = {}
+    for target in (1, 0):
+        versions.write(list_file, target)
+        profiles[target] = _traced_sync(home)
+        assert profiles[target].data_transaction is not None
+        assert _check_consistent(home, versions) == target
     current = 0
-    versions.write(list_file, 1)
-    started = time.monotonic()
-    full = _sync_process(home)
-    assert full.wait(timeout=300) == 0
-    if full.stderr:
-        full.stderr.close()
-    span = time.monotonic() - started
-    current = _check_consistent(home, versions)
-    assert current == 1
 
-    rng = random.Random(7)
+    phases: dict[str, int] = {"before": 0, "inside": 0, "after": 0}
     outcomes = {"old": 0, "new": 0}
-    for point in range(KILL_POINTS):
+    for phase, fraction in KILL_PLAN:
         target = 1 - current
         versions.write(list_file, target)
-        # Stratified: one kill in each fifteenth of the sync's running time.
-        delay = span * (point + rng.random()) / KILL_POINTS
-        proc = _sync_process(home)
-        time.sleep(delay)
-        proc.kill()
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        stop = _kill_point(profiles[target], phase, fraction)
+        run = _traced_sync(home, stop)
+        # Where it really froze, from its own report (not the profile's guess) ...
+        phases[run.phase()] += 1
+        expected = target if run.phase() == "after" else current
+        # ... decides which version the killed sync must have left.
         reached = _check_consistent(home, versions)
+        assert reached == expected, (phase, fraction, stop, run.statements[-1])
         outcomes["new" if reached == target else "old"] += 1
         current = reached
-    # The kills must have landed on both sides of the commit to mean anything.
-    assert outcomes["old"] >= 2 and outcomes["new"] >= 2, outcomes
+    # The kills landed in every phase, on both sides of the commit.
+    assert phases["before"] >= 3 and phases["inside"] >= 5 and phases["after"] >= 4, phases
+    assert outcomes["old"] >= 8 and outcomes["new"] >= 4, outcomes
     # And a later, uninterrupted sync still completes.
     versions.write(list_file, 1 - current)
     final = _sync_process(home)
@@ -151,34 +313,33 @@ def test_sync_killed_at_random_points(tmp_path: Path, versions: Versions) -> Non
     if final.stderr:
         final.stderr.close()
     assert _check_consistent(home, versions) == 1 - current
-    print(f"\n{KILL_POINTS} kills over {span:.1f} s: {outcomes}")
 
 
+@pytest.mark.slow  # no media: runs once in CI, in the pass with the extended corpus
 def test_sync_killed_during_the_index_build(tmp_path: Path, versions: Versions) -> None:
-    """Killed after the commit, before the index manifest names the new build."""
-    killed_in_build = 0
-    for attempt in range(4):
-        home = tmp_path / f"home{attempt}"
-        _setup_home(home, versions, 0)
-        proc = _sync_process(home)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if _committed(home, versions):
-                break
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
-        assert _committed(home, versions), "the sync did not commit"
-        if not (home / "index" / "manifest.json").exists():
-            killed_in_build += 1
-        # The next scanner builds (or finishes) the index and answers at the new version.
-        assert _check_consistent(home, versions) == 0
-        assert (home / "index" / "manifest.json").exists()
-        if killed_in_build:
-            break
-    assert killed_in_build, "every sync finished its index build before the kill"
+    """Killed after the commit, before the index manifest names the new build.
+
+    The kill point is the last statement an uninterrupted first sync starts before the index
+    manifest appears: the index build's read of the new entries, after which it writes the
+    index files and then the manifest.
+    """
+    scratch = tmp_path / "scratch"
+    _setup_home(scratch, versions, 0)
+    profile = _traced_sync(scratch)
+    span = profile.data_transaction
+    assert span is not None and profile.statements[-1].manifest
+    stop = max(st.index for st in profile.statements if not st.manifest)
+    assert stop > span[1]
+
+    home = tmp_path / "home"
+    _setup_home(home, versions, 0)
+    run = _traced_sync(home, stop)
+    assert run.phase() == "after"
+    assert _committed(home, versions), "the sync did not commit"
+    assert not (home / "index" / "manifest.json").exists()
+    # The next scanner builds (or finishes) the index and answers at the new version.
+    assert _check_consistent(home, versions) == 0
+    assert (home / "index" / "manifest.json").exists()
 
 
 def _committed(home: Path, versions: Versions) -> bool:

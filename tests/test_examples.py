@@ -2,7 +2,8 @@
 
 Every example runs against a real data directory whose lists were synced from list files in
 python-threatexchange's format. The listed hashes are computed here with ``pdqhash`` on the full
-decode and ``hashlib``, not with uploadscan, so a wrong verdict cannot agree with itself.
+decode and ``hashlib``, not with uploadscan, so a wrong verdict cannot agree with itself. The
+uploads are the bundled fixture scenes and an edited copy made here.
 
 Django settings can be configured once per process, so the Django example is imported once, with
 session-wide directories; the Flask and FastAPI examples get fresh ones per test.
@@ -10,7 +11,6 @@ session-wide directories; the Flask and FastAPI examples get fresh ones per test
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib.util
 import io
@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from _media import fixture, manifest
 from _reference import hamming, reference_pdq
 from PIL import Image
 from werkzeug.datastructures import FileStorage
@@ -36,9 +37,9 @@ from uploadscan.cli import main as cli_main
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the limit every example documents
 
-BLOCKED = "kodak/kodim01.png"
-REVIEWED = "kodak/kodim05.png"
-CLEAN = "kodak/kodim10.png"
+BLOCKED = "scene_a.jpg"
+REVIEWED = "scene_c.png"  # PNGs: the examples name what they keep by the sniffed type
+CLEAN = "scene_f.png"
 #: A JPEG header and then garbage: recognised media that cannot be decoded (the fail mode).
 CORRUPT_JPEG = b"\xff\xd8\xff\xe0" + b"not an image, not a video\x00\xff" * 64
 #: Bytes that are not media at all: matched by their exact hashes only, then published.
@@ -70,14 +71,14 @@ class Media:
 
 
 @pytest.fixture(scope="session")
-def media(data_dir: Path) -> Media:
-    blocked = (data_dir / BLOCKED).read_bytes()
+def media() -> Media:
+    blocked = fixture(BLOCKED).read_bytes()
     with Image.open(io.BytesIO(blocked)) as image:
         small = image.convert("RGB").resize((image.width // 2, image.height // 2))
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=75)
-    reviewed = (data_dir / REVIEWED).read_bytes()
-    clean = (data_dir / CLEAN).read_bytes()
+    reviewed = fixture(REVIEWED).read_bytes()
+    clean = fixture(CLEAN).read_bytes()
     m = Media(
         blocked=blocked,
         blocked_copy=buffer.getvalue(),
@@ -88,11 +89,9 @@ def media(data_dir: Path) -> Media:
         reviewed_pdq=reference_pdq(reviewed)[0],
         clean_pdq=reference_pdq(clean)[0],
     )
-    # The reference helper reproduces the independently computed hashes shipped with the media.
-    with open(data_dir / "expected_computed" / "images_pdq_imagehash.csv", newline="") as fh:
-        expected = {row["file"]: row["pdq"] for row in csv.DictReader(fh)}
-    assert m.blocked_pdq == expected[BLOCKED]
-    assert m.reviewed_pdq == expected[REVIEWED]
+    # The reference helper reproduces the hashes recorded when the fixtures were made.
+    assert m.blocked_pdq == manifest()[BLOCKED].pdq
+    assert m.reviewed_pdq == manifest()[REVIEWED].pdq
     # The cases mean what the tests say: the copy is within PDQ's match threshold of the listed
     # image, the clean image is far from both lists.
     assert hamming(reference_pdq(m.blocked_copy)[0], m.blocked_pdq) <= 31

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from _local_http import LocalServer, Reply, Request
 
-from uploadscan._errors import ConfigError, FeedVerificationError, SyncError
+from uploadscan import ConfigError, FeedVerificationError, SyncError
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
 from uploadscan.store._lists import ListKind
 from uploadscan.store._store import Store

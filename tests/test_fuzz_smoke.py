@@ -2,7 +2,8 @@
 
 Every seed must hash, and a few hundred mutants of them must each give a well-formed result
 or a typed ``UploadScanError``, within the per-input time and memory limits, in a sandboxed
-worker process. Fixed RNG seeds keep the inputs the same from run to run.
+worker process. Fixed RNG seeds keep the inputs the same from run to run. The seeds are
+generated files and bundled fixtures; a second, extended run mutates small real files.
 """
 
 from __future__ import annotations
@@ -21,8 +22,19 @@ RUNS = {"image": 250, "video": 80}
 
 
 @pytest.mark.parametrize("target", ["image", "video"])
-def test_fuzz_smoke(target: str, data_dir: Path) -> None:
+def test_fuzz_smoke(target: str) -> None:
+    _fuzz(target, fuzzlib.seed_corpus(target, None))
+
+
+@pytest.mark.extended
+@pytest.mark.parametrize("target", ["image", "video"])
+def test_fuzz_smoke_real_seeds(target: str, data_dir: Path) -> None:
     seeds = fuzzlib.seed_corpus(target, data_dir)
+    _fuzz(target, {name: data for name, data in seeds.items() if name.startswith("real-")})
+
+
+def _fuzz(target: str, seeds: dict[str, bytes]) -> None:
+    assert seeds
     stats = fuzzlib.Stats()
     with fuzzlib.Runner(timeout=10.0) as runner:
         for name, data in seeds.items():

@@ -70,6 +70,7 @@ def seed() -> int:
     return value
 
 
+@pytest.mark.slow  # no media: runs once in CI, in the pass with the extended corpus
 @pytest.mark.parametrize("substrings", [None, 0, 11, 16])
 def test_random_codes_match_brute_force_at_every_radius(
     tmp_path: Path, seed: int, substrings: int | None
@@ -108,6 +109,7 @@ def test_planted_neighbours_on_both_sides_of_the_threshold(
         assert triples(index.search(queries, r)) == reference(codes, ids, queries, r)
 
 
+@pytest.mark.slow  # no media: runs once in CI, in the pass with the extended corpus
 def test_64_bit_codes(tmp_path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
     codes, ids = random_codes(rng, 40_000, nbytes=8)
@@ -143,6 +145,7 @@ def test_duplicate_codes_and_ids_are_all_returned(tmp_path: Path, seed: int) -> 
         assert triples(hits) == reference(codes, ids, np.concatenate([codes[7:8], codes[9:10]]), 0)
 
 
+@pytest.mark.extended  # the reference implementation's own regression-test hashes
 def test_real_pdq_hashes_from_the_reference_implementation(tmp_path: Path, data_dir: Path) -> None:
     folder = data_dir / "threatexchange/pdq/data/reg-test-input"
 

@@ -1,4 +1,8 @@
-"""``hash_file`` end to end on real media: digests, PDQ, imagehash, and hostile input."""
+"""``hash_file`` end to end on real media: digests, PDQ, imagehash, and hostile input.
+
+On the bundled fixtures (and copies the tests make from them: pixel modes, formats, EXIF
+orientations, hostile cuts), with the extended corpus adding upstream files and published values.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 import pytest
+from _media import FIXTURES, both, fixture, media
 from _reference import hamming, reference_pdq
 from PIL import Image
 
@@ -32,8 +37,31 @@ from uploadscan.hashtypes import Md5HashType, Sha256HashType
 from uploadscan.media._limits import Limits
 
 BRIDGE = "threatexchange/pdq/data/bridge-mods/aaa-orig.jpg"
+PHOTO = fixture("scene_a.jpg")
+PNG_PHOTO = fixture("scene_c.png")
 
 
+def test_digests_and_sizes_of_every_fixture() -> None:
+    files = sorted(
+        p
+        for p in FIXTURES.iterdir()
+        if p.suffix in (".jpg", ".png", ".gif", ".mp4", ".webm", ".txt", ".md", ".py")
+    )
+    assert len(files) >= 14
+    for path in files:
+        data = path.read_bytes()
+        result = hash_file(path)
+        assert result.md5 == hashlib.md5(data).hexdigest(), path.name
+        assert result.sha256 == hashlib.sha256(data).hexdigest(), path.name
+        assert result.size == len(data), path.name
+        if path.suffix in (".jpg", ".png"):
+            with Image.open(path) as image:
+                assert (result.width, result.height) == image.size, path.name
+        elif path.suffix in (".txt", ".md", ".py"):
+            assert (result.is_media, result.pdq) == (False, None), path.name
+
+
+@pytest.mark.extended
 def test_digests_match_hashlib_and_the_computed_table(data_dir: Path) -> None:
     table = data_dir / "expected_computed" / "images_pdq_imagehash.csv"
     with table.open(newline="") as fh:
@@ -52,15 +80,18 @@ def test_digests_match_hashlib_and_the_computed_table(data_dir: Path) -> None:
         assert (result.width, result.height) == (int(row["width"]), int(row["height"]))
 
 
-def test_large_file_digests_are_exact(data_dir: Path) -> None:
-    path = data_dir / "threatexchange/pdq/data/reg-test-input/exif-rotn/exif-rotn-6.jpg"
-    data = path.read_bytes()
+def test_large_file_digests_are_exact() -> None:
+    with Image.open(fixture("scene_large.jpg")) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")  # the scene's 1600x1200 pixels, losslessly: about 3 MB
+    data = buffer.getvalue()
     assert len(data) > 1 << 20  # the digests run on the worker thread for this one
     result = hash_file(data)
     assert result.md5 == hashlib.md5(data).hexdigest()
     assert result.sha256 == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.extended
 def test_imagehash_known_values(data_dir: Path) -> None:
     result = hash_file(
         data_dir / "imagehash/tests/data/imagehash.png", extra=["ahash", "phash", "dhash", "whash"]
@@ -74,8 +105,8 @@ def test_imagehash_known_values(data_dir: Path) -> None:
     assert "phash" in result.hashes()
 
 
-def test_unknown_and_uncomputable_extra_names(data_dir: Path) -> None:
-    path = data_dir / BRIDGE
+def test_unknown_and_uncomputable_extra_names() -> None:
+    path = PHOTO
     with pytest.raises(UnknownHashTypeError):
         hash_file(path, extra=["nosuchhash"])
     with pytest.raises(ConfigError):
@@ -83,6 +114,46 @@ def test_unknown_and_uncomputable_extra_names(data_dir: Path) -> None:
     assert hash_file(path, extra=["md5", "pdq"]).extra == {}
 
 
+def _mode_copies(tmp_path: Path) -> list[Path]:
+    """The scene in every pixel mode Pillow writes, in the formats that store each."""
+    with Image.open(PHOTO) as opened:
+        rgb = opened.convert("RGB")
+    grey = rgb.convert("L")
+    copies = {
+        "1.png": rgb.convert("1"),
+        "L.png": grey,
+        "LA.png": rgb.convert("LA"),
+        "P.png": rgb.convert("P"),
+        "RGBA.png": rgb.convert("RGBA"),
+        "I16.png": Image.fromarray(
+            np.asarray(grey, np.uint16)
+        ),  # values 0-255, as I16.png upstream
+        "I.tif": grey.convert("I"),
+        "F.tif": grey.convert("F"),
+        "CMYK.jpg": rgb.convert("CMYK"),
+        "CMYK.tif": rgb.convert("CMYK"),
+        "YCbCr.jpg": rgb.convert("YCbCr"),
+        "LAB.tif": rgb.convert("LAB"),
+    }
+    paths = []
+    for name, image in copies.items():
+        path = tmp_path / name
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def test_every_pixel_mode_of_a_fixture_hashes_close_to_reference(tmp_path: Path) -> None:
+    for path in _mode_copies(tmp_path):
+        data = path.read_bytes()
+        result = hash_file(data)
+        expected, quality = reference_pdq(data)
+        assert result.pdq is not None, path.name
+        assert hamming(result.pdq, expected) <= 10, path.name
+        assert result.pdq_quality == quality, path.name
+
+
+@pytest.mark.extended
 def test_every_pixel_mode_hashes_close_to_reference(data_dir: Path) -> None:
     folder = data_dir / "threatexchange/pdq/data/misc-images/modes"
     files = sorted(p for p in folder.iterdir() if p.suffix != ".md")
@@ -96,6 +167,30 @@ def test_every_pixel_mode_hashes_close_to_reference(data_dir: Path) -> None:
         assert result.pdq_quality == quality, path.name
 
 
+def _with_orientation(data: bytes, orientation: int) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_exif_orientation_of_a_fixture_is_not_applied() -> None:
+    """Like the reference (and ThreatExchange lists), PDQ is of the stored pixels."""
+    phone = fixture("scene_exif6.jpg").read_bytes()
+    with Image.open(io.BytesIO(phone)) as image:
+        assert image.getexif()[0x0112] == 6
+    stored = reference_pdq(phone)[0]
+    for orientation in range(1, 9):
+        data = phone if orientation == 6 else _with_orientation(phone, orientation)
+        result = hash_file(data)
+        assert result.pdq is not None
+        assert hamming(result.pdq, reference_pdq(data)[0]) <= 10, orientation
+        assert hamming(result.pdq, stored) <= 10, orientation  # the same stored pixels
+
+
+@pytest.mark.extended
 def test_exif_orientation_is_not_applied(data_dir: Path) -> None:
     """Like the reference (and ThreatExchange lists), PDQ is of the stored pixels."""
     files = sorted((data_dir / "exif-orientation-examples").glob("*.jpg"))
@@ -109,6 +204,37 @@ def test_exif_orientation_is_not_applied(data_dir: Path) -> None:
         assert hamming(result.pdq, expected) <= 10, path.name
 
 
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [
+        ("WEBP", {"quality": 80}),
+        ("WEBP", {"lossless": True}),
+        ("AVIF", {"quality": 70}),
+        ("TIFF", {"compression": "tiff_deflate"}),
+        ("BMP", {}),
+        ("JPEG2000", {}),
+    ],
+    ids=["webp", "webp-lossless", "avif", "tiff", "bmp", "jpeg2000"],
+)
+def test_formats_of_a_fixture(fmt: str, options: dict[str, object]) -> None:
+    from PIL import features
+
+    if fmt == "AVIF" and not features.check("avif"):
+        pytest.fail("this Pillow cannot write AVIF; uploadscan's intake expects it to read it")
+    with Image.open(PHOTO) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+    data = buffer.getvalue()
+    if fmt == "JPEG2000":  # recognised, not decoded: a typed error (the fail mode), not "allow"
+        with pytest.raises(UnsupportedMediaError, match="image/jp2"):
+            hash_file(data)
+        return
+    result = hash_file(data)
+    assert result.pdq is not None
+    assert hamming(result.pdq, reference_pdq(data)[0]) <= 10
+
+
+@pytest.mark.extended
 def test_modern_formats(data_dir: Path) -> None:
     for name in [
         "immich-test-assets/formats/avif/8bit-sRGB.avif",
@@ -133,8 +259,8 @@ def test_modern_formats(data_dir: Path) -> None:
         assert hash_file(heic).pdq is not None
 
 
-def test_hash_upload_gives_dihedral_queries(data_dir: Path) -> None:
-    data = (data_dir / BRIDGE).read_bytes()
+def test_hash_upload_gives_dihedral_queries() -> None:
+    data = PHOTO.read_bytes()
     scan = hash_upload(data, types=types_for([]))
     pdqs = [q for q in scan.queries if q.hash_type == "pdq"]
     assert [q.variant for q in pdqs] == list(range(8))
@@ -182,10 +308,13 @@ def corrupt_exif_jpeg(data: bytes) -> bytes:
     return data[:2] + segment + data[2:]
 
 
-def bad_inputs(data_dir: Path) -> dict[str, bytes]:
-    jpeg = (data_dir / BRIDGE).read_bytes()
-    png = (data_dir / "kodak/kodim05.png").read_bytes()
-    gif = (data_dir / "pillow/Tests/images/hopper.gif").read_bytes()
+def bad_inputs(fixtures: Path = FIXTURES) -> dict[str, bytes]:
+    jpeg = (fixtures / "scene_a.jpg").read_bytes()
+    png = (fixtures / "scene_c.png").read_bytes()
+    with Image.open(fixtures / "scene_c.png") as image:
+        still = io.BytesIO()
+        image.quantize(colors=256).save(still, "GIF")  # a still GIF: cut, it is corrupt
+    gif = still.getvalue()
     return {
         "empty": b"",
         "text": b"this is plain text pretending to be a photo\n" * 10,
@@ -221,8 +350,8 @@ EXPECTED_ERRORS: dict[str, type[MediaError] | str | None] = {
 }
 
 
-def test_bad_input_gives_typed_errors_quickly(data_dir: Path, tmp_path: Path) -> None:
-    inputs = bad_inputs(data_dir)
+def test_bad_input_gives_typed_errors_quickly(tmp_path: Path) -> None:
+    inputs = bad_inputs()
     assert inputs.keys() == EXPECTED_ERRORS.keys()
     for name, data in inputs.items():
         started = time.monotonic()
@@ -248,13 +377,14 @@ def test_bad_input_gives_typed_errors_quickly(data_dir: Path, tmp_path: Path) ->
     assert (result.media_type, result.pdq) == ("application/octet-stream", None)
 
 
-def test_limits_are_enforced(data_dir: Path) -> None:
-    path = data_dir / "kodak/kodim05.png"
+def test_limits_are_enforced() -> None:
+    path = PNG_PHOTO  # 480 x 360
     with pytest.raises(MediaTooLargeError) as info:
         hash_file(path, limits=Limits(max_bytes=1000))
     assert info.value.limit == "max_bytes"
+    assert hash_file(path, limits=Limits(max_pixels=480 * 360)).pdq is not None
     with pytest.raises(MediaTooLargeError) as info:
-        hash_file(path, limits=Limits(max_pixels=512 * 700))
+        hash_file(path, limits=Limits(max_pixels=480 * 360 - 1))
     assert info.value.limit == "max_pixels"
 
 
@@ -266,7 +396,7 @@ from pathlib import Path
 from uploadscan.hashing._hash_file import hash_file
 from uploadscan import MediaError
 import json
-inputs = bad_inputs(Path({data_dir!r}))
+inputs = bad_inputs(Path({fixtures!r}))
 worst = 0.0
 for name, data in inputs.items():
     started = time.monotonic()
@@ -285,9 +415,10 @@ print(json.dumps({{"maxrss_kb": peak_kb, "worst_seconds": worst}}))
 """
 
 
-def test_bad_input_memory_stays_bounded(data_dir: Path) -> None:
+def test_bad_input_memory_stays_bounded() -> None:
     project = Path(__file__).resolve().parent.parent
-    code = _MEMORY_PROBE.format(paths=[str(project), *sys.path], data_dir=str(data_dir))
+    paths = [str(project), str(project / "tests"), *sys.path]
+    code = _MEMORY_PROBE.format(paths=paths, fixtures=str(FIXTURES))
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
@@ -296,13 +427,16 @@ def test_bad_input_memory_stays_bounded(data_dir: Path) -> None:
     assert report["worst_seconds"] < 2.0, report
 
 
-def test_screenshot_of_a_listed_photo_gets_a_trimmed_query(data_dir: Path) -> None:
+@pytest.mark.parametrize("name", both(["scene_b.jpg"], ["kodak/kodim03.png"]))
+def test_screenshot_of_a_listed_photo_gets_a_trimmed_query(
+    request: pytest.FixtureRequest, name: str
+) -> None:
     """A photo pasted into an app window (title bar, grey background, caption text) is
     queried cropped to the picture too, and that query is within PDQ's threshold of the
     reference hash of the photo itself."""
     from PIL import ImageDraw
 
-    photo = Image.open(data_dir / "kodak" / "kodim03.png").convert("RGB")
+    photo = Image.open(media(request, name)).convert("RGB")
     canvas = Image.new("RGB", (900, 760), (236, 236, 240))
     draw = ImageDraw.Draw(canvas)
     draw.rectangle((0, 0, 900, 50), fill=(40, 44, 52))

@@ -9,6 +9,8 @@ worker resets the kernel's peak-RSS counter before each input and reports it aft
 input is held to 500 MB and 2 s on its own. ``Limits.max_decode_seconds`` is set to 1 s: what
 is under test is that the budget is honoured, not how fast this machine decodes. Files in
 ``tests/hostile/regressions/`` (small inputs found by fuzzing) are replayed the same way.
+The corpus is made from generated seeds and bundled fixtures; with the extended corpus, cuts of
+small real files are checked too.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ def _run_all(paths: list[Path]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hostile")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about the garbage EXIF it is asked to save
-        make_corpus.build(out, data_dir)
+        make_corpus.build(out)
     return out
 
 
@@ -102,6 +104,21 @@ def test_corpus_covers_every_category(manifest: dict[str, dict[str, Any]]) -> No
 def test_every_input_is_a_typed_error_or_a_hash_in_bounded_time_and_memory(
     manifest: dict[str, dict[str, Any]], replies: dict[str, dict[str, Any]]
 ) -> None:
+    assert any(name.startswith("truncated--fixture-") for name in manifest)
+    problems = _problems(manifest, replies)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.extended
+def test_cut_real_files_are_typed_errors_or_hashes(tmp_path: Path, data_dir: Path) -> None:
+    corpus = make_corpus.Corpus(tmp_path)
+    make_corpus.truncated(corpus, make_corpus.real_seeds(data_dir))
+    replies = _run_all([tmp_path / name for name in sorted(corpus.manifest)])
+    problems = _problems(corpus.manifest, replies)
+    assert not problems, "\n".join(problems)
+
+
+def _problems(manifest: dict[str, dict[str, Any]], replies: dict[str, dict[str, Any]]) -> list[str]:
     problems = []
     for name, info in sorted(manifest.items()):
         reply = replies[name]
@@ -124,7 +141,7 @@ def test_every_input_is_a_typed_error_or_a_hash_in_bounded_time_and_memory(
             problems.append(f"{name}: not media, yet a PDQ hash")
         if "media_type" in info and reply.get("media_type") != info["media_type"]:
             problems.append(f"{name}: media type {reply.get('media_type')}")
-    assert not problems, "\n".join(problems)
+    return problems
 
 
 def test_bombs_fail_on_the_declared_size_before_decoding(

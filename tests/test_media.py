@@ -1,4 +1,8 @@
-"""Media intake: reading within limits, sniffing magic bytes, safe opening."""
+"""Media intake: reading within limits, sniffing magic bytes, safe opening.
+
+On the bundled fixtures and files Pillow writes here; the extended corpus adds upstream
+projects' files (HEIC, JPEG XL, AVIF from cameras and test suites).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from _media import ANIMATED_GIF, CLIP_A, CLIP_B, fixture
 from PIL import Image
 
 from uploadscan import (
@@ -37,6 +42,14 @@ def read_media(media: MediaSource, limits: Limits) -> MediaInput:
     return MediaInput(data, media_type, kind, {})
 
 
+FIXTURE_SNIFF_CASES = [
+    ("scene_a.jpg", "image/jpeg"),
+    ("scene_c.png", "image/png"),
+    (ANIMATED_GIF, "image/gif"),
+    (CLIP_A, "video/mp4"),
+    (CLIP_B, "video/webm"),
+]
+
 SNIFF_CASES = [
     ("pillow/Tests/images/hopper.jpg", "image/jpeg"),
     ("pillow/Tests/images/hopper.png", "image/png"),
@@ -57,6 +70,29 @@ def _bmp_bytes() -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.parametrize(("name", "media_type"), FIXTURE_SNIFF_CASES)
+def test_sniff_fixtures(name: str, media_type: str) -> None:
+    assert sniff(fixture(name).read_bytes()) == media_type
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media_type"),
+    [
+        ("WEBP", "image/webp"),
+        ("TIFF", "image/tiff"),
+        ("AVIF", "image/avif"),
+        ("BMP", "image/bmp"),
+        ("GIF", "image/gif"),
+    ],
+)
+def test_sniff_what_pillow_writes(fmt: str, media_type: str) -> None:
+    out = io.BytesIO()
+    with Image.open(fixture("scene_f.png")) as image:
+        image.save(out, fmt)
+    assert sniff(out.getvalue()) == media_type
+
+
+@pytest.mark.extended
 @pytest.mark.parametrize(("name", "media_type"), SNIFF_CASES)
 def test_sniff_real_files(data_dir: Path, name: str, media_type: str) -> None:
     assert sniff((data_dir / name).read_bytes()) == media_type
@@ -78,20 +114,31 @@ def test_sniff_container_headers(head: bytes, media_type: str) -> None:
     assert sniff(head + b"\x00" * 64) == media_type
 
 
-def test_sniff_bmp_and_never_the_name(data_dir: Path) -> None:
+def test_sniff_bmp_and_never_the_name(tmp_path: Path) -> None:
     assert sniff(_bmp_bytes()) == "image/bmp"
     # A PNG renamed .jpg is still a PNG; plain text is nothing.
-    assert sniff((data_dir / "pillow/Tests/images/hopper.png").read_bytes()) == "image/png"
+    renamed = tmp_path / "photo.jpg"
+    renamed.write_bytes(fixture("scene_c.png").read_bytes())
+    assert sniff(renamed.read_bytes()) == "image/png"
+    assert read_media(renamed, DEFAULT_LIMITS).media_type == "image/png"
     # Not media at all: nothing to decode, not an error (only exact hashes apply).
     assert sniff(b"hello, this is not an image\n" * 4) is None
     assert sniff(b"") is None
-    # Media we recognise but cannot decode is an error: it takes the fail mode.
+    # Media we recognise but cannot decode is an error: it takes the fail mode. (JPEG XL's
+    # container and codestream signatures; real files in the extended test below.)
+    for head in (b"\x00\x00\x00\x0cJXL \r\n\x87\n", b"\xff\x0a"):
+        with pytest.raises(UnsupportedMediaError):
+            sniff(head + b"\x00" * 64)
+
+
+@pytest.mark.extended
+def test_sniff_real_jpeg_xl(data_dir: Path) -> None:
     with pytest.raises(UnsupportedMediaError):
         sniff((data_dir / "immich-test-assets/formats/jxl/8bit-sRGB.jxl").read_bytes())
 
 
-def test_read_media_from_bytes_path_and_file(data_dir: Path) -> None:
-    path = data_dir / "pillow/Tests/images/hopper.jpg"
+def test_read_media_from_bytes_path_and_file() -> None:
+    path = fixture("scene_a.jpg")
     data = path.read_bytes()
     for media in (data, bytearray(data), str(path), path):
         item = read_media(media, DEFAULT_LIMITS)
@@ -122,8 +169,8 @@ class _UnseekableReader(io.RawIOBase):
         return len(chunk)
 
 
-def test_read_media_from_unseekable_stream_and_pipe(data_dir: Path) -> None:
-    data = (data_dir / "pillow/Tests/images/hopper.png").read_bytes()
+def test_read_media_from_unseekable_stream_and_pipe() -> None:
+    data = fixture("scene_c.png").read_bytes()
     stream = _UnseekableReader(data)
     assert read_media(stream, DEFAULT_LIMITS).data == data
 
@@ -150,7 +197,7 @@ def test_read_stops_just_past_max_bytes() -> None:
     assert stream.consumed <= 10_001
 
 
-def test_text_mode_and_wrong_types_are_config_errors(data_dir: Path, tmp_path: Path) -> None:
+def test_text_mode_and_wrong_types_are_config_errors(tmp_path: Path) -> None:
     text = tmp_path / "note.jpg"
     text.write_text("not an image")
     with text.open("r") as fh, pytest.raises(ConfigError, match="binary mode"):
@@ -163,30 +210,34 @@ def test_text_mode_and_wrong_types_are_config_errors(data_dir: Path, tmp_path: P
         read_media(tmp_path, DEFAULT_LIMITS)
 
 
-def test_animated_images_are_videos(data_dir: Path) -> None:
-    cradle = read_media(data_dir / "imageio-binaries/images/newtonscradle.gif", DEFAULT_LIMITS)
-    assert (cradle.media_type, cradle.kind) == ("image/gif", MediaKind.VIDEO)
-    still = read_media(data_dir / "pillow/Tests/images/hopper.gif", DEFAULT_LIMITS)
-    assert still.kind is MediaKind.IMAGE
+def test_animated_images_are_videos() -> None:
+    bouncing = read_media(fixture(ANIMATED_GIF), DEFAULT_LIMITS)
+    assert (bouncing.media_type, bouncing.kind) == ("image/gif", MediaKind.VIDEO)
+    out = io.BytesIO()
+    with Image.open(fixture(ANIMATED_GIF)) as animation:
+        animation.save(out, "GIF")  # the first frame only: a still GIF
+    still = read_media(out.getvalue(), DEFAULT_LIMITS)
+    assert (still.media_type, still.kind) == ("image/gif", MediaKind.IMAGE)
     frames = [Image.new("RGB", (32, 32), (i * 60, 0, 0)) for i in range(3)]
     for fmt, media_type in (("PNG", "image/png"), ("WEBP", "image/webp")):
         out = io.BytesIO()
         frames[0].save(out, fmt, save_all=True, append_images=frames[1:], duration=100)
         item = read_media(out.getvalue(), DEFAULT_LIMITS)
         assert (item.media_type, item.kind) == (media_type, MediaKind.VIDEO)
-    video = read_media(data_dir / "imageio-binaries/images/realshort.mp4", DEFAULT_LIMITS)
-    assert video.kind is MediaKind.VIDEO
+    for name in (CLIP_A, CLIP_B):
+        assert read_media(fixture(name), DEFAULT_LIMITS).kind is MediaKind.VIDEO
 
 
-def test_open_image_checks_pixels_before_decoding(data_dir: Path) -> None:
-    data = (data_dir / "kodak/kodim01.png").read_bytes()
+def test_open_image_checks_pixels_before_decoding() -> None:
+    data = fixture("scene_c.png").read_bytes()
     with pytest.raises(MediaTooLargeError) as info:
         open_image(data, "image/png", Limits(max_pixels=1000))
     assert info.value.limit == "max_pixels"
     image = open_image(data, "image/png", DEFAULT_LIMITS)
-    assert image.size == (768, 512)
+    assert image.size == (480, 360)
 
 
+@pytest.mark.extended
 def test_heic_without_plugin_names_the_extra(data_dir: Path) -> None:
     data = (data_dir / "immich-test-assets/formats/heic/IMG_2682.heic").read_bytes()
     try:
@@ -200,7 +251,7 @@ def test_heic_without_plugin_names_the_extra(data_dir: Path) -> None:
         assert open_image(data, "image/heic", DEFAULT_LIMITS).size[0] > 0
 
 
-def test_pillow_only_uses_the_sniffed_decoder(data_dir: Path) -> None:
-    png = (data_dir / "pillow/Tests/images/hopper.png").read_bytes()
+def test_pillow_only_uses_the_sniffed_decoder() -> None:
+    png = fixture("scene_c.png").read_bytes()
     with pytest.raises(CorruptMediaError):
         open_image(png, "image/jpeg", DEFAULT_LIMITS)

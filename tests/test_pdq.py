@@ -1,4 +1,8 @@
-"""PDQ against the reference: ``pdqhash`` on the full-resolution decode, and published hashes."""
+"""PDQ against the reference: ``pdqhash`` on the full-resolution decode, and published hashes.
+
+Every check runs on the bundled scenes (and on copies of them the tests make in other formats
+and sizes); the extended corpus adds real photos and the hashes upstream projects publish.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 import pytest
+from _media import SCENES, both, fixture, media
 from _reference import hamming, reference_pdq
 from PIL import Image
 
@@ -26,21 +31,26 @@ def still_images(data_dir: Path) -> list[Path]:
     return out
 
 
-FULL_RES_SAMPLES = [
-    "kodak/kodim01.png",
-    "kodak/kodim23.png",
-    "scikit-image/camera.png",
-    "threatexchange/pdq/data/bridge-mods/aaa-orig.jpg",
-    "threatexchange/pdq/data/misc-images/wee.jpg",
-    "threatexchange/python-threatexchange/threatexchange/tests/hashing/resources/I16.png",
-    "threatexchange/expected/random_image_26x28.png",
-    "immich-test-assets/formats/png/density_plot.png",
-]
+FULL_RES_SAMPLES = both(
+    SCENES,
+    [
+        "kodak/kodim01.png",
+        "kodak/kodim23.png",
+        "scikit-image/camera.png",
+        "threatexchange/pdq/data/bridge-mods/aaa-orig.jpg",
+        "threatexchange/pdq/data/misc-images/wee.jpg",
+        "threatexchange/python-threatexchange/threatexchange/tests/hashing/resources/I16.png",
+        "threatexchange/expected/random_image_26x28.png",
+        "immich-test-assets/formats/png/density_plot.png",
+    ],
+)
 
 
 @pytest.mark.parametrize("name", FULL_RES_SAMPLES)
-def test_full_resolution_algorithm_matches_pdqhash(data_dir: Path, name: str) -> None:
-    path = data_dir / name
+def test_full_resolution_algorithm_matches_pdqhash(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    path = media(request, name)
     expected, expected_quality = reference_pdq(path)
     with Image.open(path) as image:
         ours, quality = pdq_from_rgb(np.asarray(image.convert("RGB")))
@@ -48,11 +58,10 @@ def test_full_resolution_algorithm_matches_pdqhash(data_dir: Path, name: str) ->
     assert quality == expected_quality
 
 
-@pytest.mark.slow
-def test_fidelity_over_every_still_image(data_dir: Path) -> None:
+def assert_fidelity(paths: list[Path], minimum: int) -> list[int]:
     """The PDQ spec's test of an implementation: within 10 bits at quality >= 80."""
     distances: list[int] = []
-    for path in still_images(data_dir):
+    for path in paths:
         try:
             result = hash_file(path)
         except UnsupportedMediaError:
@@ -68,10 +77,44 @@ def test_fidelity_over_every_still_image(data_dir: Path) -> None:
             distance = hamming(result.pdq, expected)
             assert distance <= 10, (path, distance)
             distances.append(distance)
-    assert len(distances) >= 140
+    assert len(distances) >= minimum
     assert float(np.median(distances)) <= 4
+    return distances
 
 
+def _copies(tmp_path: Path) -> list[Path]:
+    """The scenes as the formats and sizes uploads come in, made here with Pillow."""
+    out = list(map(fixture, SCENES))
+    for k, name in enumerate(SCENES[:4]):
+        with Image.open(fixture(name)) as opened:
+            image = opened.convert("RGB")
+        w, h = image.size
+        variants = {
+            "webp": (image, {"quality": 80}),
+            "png": (image.resize((w * 2 // 3, h * 2 // 3)), {}),
+            "tiff": (image, {"compression": "tiff_lzw"}),
+            "bmp": (image.resize((w // 2, h // 2)), {}),
+            "gif": (image.quantize(colors=256), {}),
+            "jpg": (image.resize((w * 3, h * 3), Image.Resampling.BICUBIC), {"quality": 70}),
+        }
+        for suffix, (picture, options) in variants.items():
+            path = tmp_path / f"{k}.{suffix}"
+            picture.save(path, **options)
+            out.append(path)
+    return out
+
+
+def test_fidelity_over_the_fixtures_and_their_copies(tmp_path: Path) -> None:
+    assert_fidelity(_copies(tmp_path), minimum=len(SCENES) + 20)
+
+
+@pytest.mark.extended
+@pytest.mark.slow
+def test_fidelity_over_every_still_image(data_dir: Path) -> None:
+    assert_fidelity(still_images(data_dir), minimum=140)
+
+
+@pytest.mark.extended
 def test_python_threatexchange_expected_hashes(data_dir: Path) -> None:
     table = data_dir / "threatexchange" / "expected" / "pdq_expected_hashes.csv"
     with table.open(newline="") as fh:
@@ -92,8 +135,22 @@ def test_python_threatexchange_expected_hashes(data_dir: Path) -> None:
         assert hamming(fast.pdq, row["pdq_hex"]) <= 10, row["file"]
 
 
-def test_reduced_image_uses_original_geometry(data_dir: Path) -> None:
-    path = data_dir / "threatexchange/pdq/data/reg-test-input/exif-rotn/exif-rotn-1.jpg"
+@pytest.mark.extended
+def test_reference_helper_reproduces_the_independent_table(data_dir: Path) -> None:
+    """The tests' ``reference_pdq`` gives what the corpus's curators computed independently."""
+    with open(data_dir / "expected_computed" / "images_pdq_imagehash.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if not r["error"] and r["file"].startswith("kodak/")]
+    assert len(rows) >= 20
+    for row in rows:
+        assert reference_pdq(data_dir / row["file"])[0] == row["pdq"], row["file"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    both(["scene_large.jpg"], ["threatexchange/pdq/data/reg-test-input/exif-rotn/exif-rotn-1.jpg"]),
+)
+def test_reduced_image_uses_original_geometry(request: pytest.FixtureRequest, name: str) -> None:
+    path = media(request, name)
     expected, _ = reference_pdq(path)
     with Image.open(path) as image:
         size = image.size
@@ -122,16 +179,21 @@ def test_pdq_from_rgb_rejects_wrong_shape() -> None:
         pdq_from_rgb(np.zeros((10, 10), dtype=np.uint8))
 
 
-DIHEDRAL_IMAGES = [
-    "kodak/kodim03.png",
-    "scikit-image/astronaut.png",
-    "threatexchange/pdq/data/reg-test-input/dih/bridge-1-original.jpg",
-    "exif-orientation-examples/Portrait_1.jpg",
-]
+DIHEDRAL_IMAGES = both(
+    ["scene_a.jpg", "scene_c.png", "scene_d.jpg"],
+    [
+        "kodak/kodim03.png",
+        "scikit-image/astronaut.png",
+        "threatexchange/pdq/data/reg-test-input/dih/bridge-1-original.jpg",
+        "exif-orientation-examples/Portrait_1.jpg",
+    ],
+)
 
 
 @pytest.mark.parametrize("name", DIHEDRAL_IMAGES)
-def test_dihedral_variants_equal_reference_on_transformed_pixels(data_dir: Path, name: str) -> None:
+def test_dihedral_variants_equal_reference_on_transformed_pixels(
+    request: pytest.FixtureRequest, name: str
+) -> None:
     """Each variant is the reference hash of the really rotated/mirrored image, bit for bit.
 
     (``pdqhash.compute_dihedral`` derives mirrors by DCT sign flips, which drifts by several
@@ -140,7 +202,7 @@ def test_dihedral_variants_equal_reference_on_transformed_pixels(data_dir: Path,
     from uploadscan.hashing._pdq_algorithm import pdq_variants_from_luma
     from uploadscan.media._frames import luma_of
 
-    image = Image.open(data_dir / name).convert("RGB")
+    image = Image.open(media(request, name)).convert("RGB")
     pixels = np.asarray(image)
     transforms = [
         pixels,

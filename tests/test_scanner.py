@@ -2,6 +2,8 @@
 
 List hashes are computed with the reference ``pdqhash`` on the full-resolution decode (and
 hashlib), never with uploadscan, so a bug in our hashing cannot hide behind matching itself.
+The media is the bundled fixtures (video lists: their vPDQ files, made by Meta's ``vpdq``); the
+extended corpus adds real photos and ThreatExchange's sample videos and hashes.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ import time
 from pathlib import Path
 
 import pytest
-from _reference import reference_pdq
+from _media import CLIP_A, CLIP_B, FIXTURES, fixture, vpdq_file
+from _reference import reference_frames, reference_pdq
 from PIL import Image, ImageOps
 
 import uploadscan
 from uploadscan import Action, Scanner
 from uploadscan._review import feedback, record_review, review_queue
+from uploadscan._video_rule import compare_videos
+from uploadscan.hashing._vpdq import read_vpdq
 from uploadscan.store._audit import DecisionRecord
 
-LISTED = ["kodak/kodim03.png", "kodak/kodim07.png", "kodak/kodim15.png"]
-UNRELATED = ["kodak/kodim01.png", "kodak/kodim20.png", "scikit-image/astronaut.png"]
+LISTED = ["scene_a.jpg", "scene_c.png", "scene_d.jpg"]
+UNRELATED = ["scene_b.jpg", "scene_e.jpg", "scene_f.png"]
+REAL_LISTED = ["kodak/kodim03.png", "kodak/kodim07.png", "kodak/kodim15.png"]
+REAL_UNRELATED = ["kodak/kodim01.png", "kodak/kodim20.png", "scikit-image/astronaut.png"]
 
 
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -35,19 +42,18 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def write_list(path: Path, data_dir: Path, names: list[str]) -> None:
+def write_list(path: Path, folder: Path, names: list[str]) -> None:
     lines = []
     for name in names:
-        file = data_dir / name
+        file = folder / name
         lines.append(f"pdq {reference_pdq(Image.open(file))[0]}")
         lines.append(f"md5 {hashlib.md5(file.read_bytes()).hexdigest()}")
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.fixture()
-def scanner(tmp_path: Path, data_dir: Path) -> Scanner:
+def open_scanner(tmp_path: Path, folder: Path, listed: list[str]) -> Scanner:
     list_file = tmp_path / "block.txt"
-    write_list(list_file, data_dir, LISTED)
+    write_list(list_file, folder, listed)
     s = Scanner.open(tmp_path / "home")
     s.add_list("block", kind="block", source=str(list_file))
     results = s.sync()
@@ -55,8 +61,13 @@ def scanner(tmp_path: Path, data_dir: Path) -> Scanner:
     return s
 
 
-def test_exact_file_is_blocked_by_md5_and_pdq(scanner: Scanner, data_dir: Path) -> None:
-    verdict = scanner.scan(data_dir / LISTED[0])
+@pytest.fixture()
+def scanner(tmp_path: Path) -> Scanner:
+    return open_scanner(tmp_path, FIXTURES, LISTED)
+
+
+def test_exact_file_is_blocked_by_md5_and_pdq(scanner: Scanner) -> None:
+    verdict = scanner.scan(fixture(LISTED[0]))
     assert verdict.action is Action.BLOCK
     types = {m.hash_type for m in verdict.matches}
     assert types == {"md5", "pdq"}
@@ -66,7 +77,7 @@ def test_exact_file_is_blocked_by_md5_and_pdq(scanner: Scanner, data_dir: Path) 
     assert json.loads(json.dumps(verdict.to_dict()))["action"] == "block"
 
 
-@pytest.mark.parametrize(
+TRANSFORMS = pytest.mark.parametrize(
     "transform",
     [
         lambda im: jpeg(im, 30),
@@ -81,32 +92,47 @@ def test_exact_file_is_blocked_by_md5_and_pdq(scanner: Scanner, data_dir: Path) 
     ],
     ids=["q30", "third", "mirror", "flip", "rot90", "rot270", "grey", "letterbox", "padding"],
 )
-def test_altered_copies_are_caught(scanner: Scanner, data_dir: Path, transform) -> None:  # type: ignore[no-untyped-def]
+
+
+@TRANSFORMS
+def test_altered_copies_are_caught(scanner: Scanner, transform) -> None:  # type: ignore[no-untyped-def]
     for name in LISTED:
-        verdict = scanner.scan(transform(Image.open(data_dir / name)))
+        verdict = scanner.scan(transform(Image.open(fixture(name))))
         assert verdict.action is Action.BLOCK, (name, verdict.to_dict())
         assert all(m.hash_type == "pdq" for m in verdict.matches)
 
 
-def test_unrelated_images_are_allowed(scanner: Scanner, data_dir: Path) -> None:
+@pytest.mark.extended
+@TRANSFORMS
+def test_altered_copies_of_real_photos_are_caught(
+    tmp_path: Path, data_dir: Path, transform
+) -> None:  # type: ignore[no-untyped-def]
+    with open_scanner(tmp_path, data_dir, REAL_LISTED) as scanner:
+        for name in REAL_LISTED:
+            verdict = scanner.scan(transform(Image.open(data_dir / name)))
+            assert verdict.action is Action.BLOCK, (name, verdict.to_dict())
+            assert all(m.hash_type == "pdq" for m in verdict.matches)
+        for name in REAL_UNRELATED:
+            assert scanner.scan(transform(Image.open(data_dir / name))).action is Action.ALLOW
+
+
+def test_unrelated_images_are_allowed(scanner: Scanner) -> None:
     for name in UNRELATED:
-        verdict = scanner.scan(data_dir / name)
+        verdict = scanner.scan(fixture(name))
         assert verdict.action is Action.ALLOW, verdict.to_dict()
         assert verdict.matches == ()
         assert set(verdict.hashes) >= {"md5", "sha256", "pdq"}
 
 
-def test_dihedral_queries_can_be_turned_off(
-    tmp_path: Path, scanner: Scanner, data_dir: Path
-) -> None:
-    mirrored = jpeg(ImageOps.mirror(Image.open(data_dir / LISTED[1])))
+def test_dihedral_queries_can_be_turned_off(scanner: Scanner) -> None:
+    mirrored = jpeg(ImageOps.mirror(Image.open(fixture(LISTED[1]))))
     with Scanner.open(scanner.home, dihedral=False) as plain:
         assert plain.scan(mirrored).action is Action.ALLOW
     assert scanner.scan(mirrored).action is Action.BLOCK
 
 
-def test_input_kinds(scanner: Scanner, data_dir: Path) -> None:
-    path = data_dir / LISTED[2]
+def test_input_kinds(scanner: Scanner) -> None:
+    path = fixture(LISTED[2])
     data = path.read_bytes()
     for media in (path, str(path), data, io.BytesIO(data)):
         assert scanner.scan(media).action is Action.BLOCK
@@ -131,22 +157,22 @@ def test_bad_media_gets_fail_mode_or_raises_in_strict(scanner: Scanner) -> None:
         assert careful.scan(b"this is not an image").action is Action.REVIEW
 
 
-def test_allowlist_overrides(scanner: Scanner, data_dir: Path, tmp_path: Path) -> None:
+def test_allowlist_overrides(scanner: Scanner, tmp_path: Path) -> None:
     allow_file = tmp_path / "allow.txt"
-    write_list(allow_file, data_dir, LISTED[:1])
+    write_list(allow_file, FIXTURES, LISTED[:1])
     scanner.add_list("documentary", kind="allow", source=str(allow_file))
     scanner.sync(["documentary"])
-    verdict = scanner.scan(data_dir / LISTED[0])
+    verdict = scanner.scan(fixture(LISTED[0]))
     assert verdict.action is Action.ALLOW
     assert {m.list_name for m in verdict.matches} == {"block", "documentary"}
     assert "overrides" in verdict.reasons[0]
-    assert scanner.scan(data_dir / LISTED[1]).action is Action.BLOCK
+    assert scanner.scan(fixture(LISTED[1])).action is Action.BLOCK
 
 
-def test_distance_band_and_review_list(scanner: Scanner, data_dir: Path) -> None:
+def test_distance_band_and_review_list(scanner: Scanner) -> None:
     from uploadscan import ListSettings
 
-    copy = jpeg(Image.open(data_dir / LISTED[0]).resize((200, 133)), 25)
+    copy = jpeg(Image.open(fixture(LISTED[0])).resize((200, 150)), 25)
     distance = min(m.distance for m in scanner.scan(copy).matches)
     assert distance > 0
     scanner.store.update_settings("block", ListSettings(pdq_action_distance=distance - 1))
@@ -155,18 +181,18 @@ def test_distance_band_and_review_list(scanner: Scanner, data_dir: Path) -> None
     assert verdict.matches[0].action is Action.REVIEW
 
 
-def test_stale_list_uses_fail_mode(scanner: Scanner, data_dir: Path) -> None:
+def test_stale_list_uses_fail_mode(scanner: Scanner) -> None:
     from uploadscan import ListSettings
 
     scanner.store.update_settings("block", ListSettings(max_age_seconds=0.01))
     time.sleep(0.05)
-    verdict = scanner.scan(data_dir / UNRELATED[0])
+    verdict = scanner.scan(fixture(UNRELATED[0]))
     assert verdict.action is Action.REVIEW
     assert any("not synced" in r for r in verdict.reasons)
 
 
-def test_lookup_precomputed_hashes(scanner: Scanner, data_dir: Path) -> None:
-    listed = reference_pdq(Image.open(data_dir / LISTED[1]))[0]
+def test_lookup_precomputed_hashes(scanner: Scanner) -> None:
+    listed = reference_pdq(Image.open(fixture(LISTED[1])))[0]
     flipped = f"{int(listed, 16) ^ ((1 << 20) - 1):064x}"  # 20 bits away: still a match
     verdict = scanner.lookup({"pdq": flipped})
     assert verdict.action is Action.BLOCK
@@ -179,11 +205,11 @@ def test_lookup_precomputed_hashes(scanner: Scanner, data_dir: Path) -> None:
         scanner.lookup({"photodna": "00"})
 
 
-def test_audit_review_and_feedback(scanner: Scanner, data_dir: Path) -> None:
+def test_audit_review_and_feedback(scanner: Scanner) -> None:
     from uploadscan import ListSettings
 
     scanner.store.update_settings("block", ListSettings(pdq_action_distance=0))
-    copy = jpeg(Image.open(data_dir / LISTED[2]).resize((300, 200)), 40)
+    copy = jpeg(Image.open(fixture(LISTED[2])).resize((300, 400)), 40)
     verdict = scanner.scan(copy)
     assert verdict.action is Action.REVIEW
     queue = review_queue(scanner.store)
@@ -195,11 +221,11 @@ def test_audit_review_and_feedback(scanner: Scanner, data_dir: Path) -> None:
     assert rows and rows[0]["list"] == "block" and rows[0]["reason"] == "art project"
     # The overturned content is now allowed; the original listed image is still blocked.
     assert scanner.scan(copy).action is Action.ALLOW
-    assert scanner.scan(data_dir / LISTED[0]).action is Action.BLOCK
+    assert scanner.scan(fixture(LISTED[0])).action is Action.BLOCK
 
 
-def test_no_content_is_stored(scanner: Scanner, data_dir: Path) -> None:
-    data = (data_dir / LISTED[0]).read_bytes()
+def test_no_content_is_stored(scanner: Scanner) -> None:
+    data = fixture(LISTED[0]).read_bytes()
     scanner.scan(data)
     store_file = scanner.home / "store.sqlite3"
     scanner.close()
@@ -209,8 +235,8 @@ def test_no_content_is_stored(scanner: Scanner, data_dir: Path) -> None:
     assert data[1000:1064] not in raw
 
 
-def test_threads_share_one_scanner(scanner: Scanner, data_dir: Path) -> None:
-    payloads = [(data_dir / n).read_bytes() for n in LISTED + UNRELATED]
+def test_threads_share_one_scanner(scanner: Scanner) -> None:
+    payloads = [fixture(n).read_bytes() for n in LISTED + UNRELATED]
     expected = [Action.BLOCK] * len(LISTED) + [Action.ALLOW] * len(UNRELATED)
     failures: list[object] = []
 
@@ -234,11 +260,11 @@ def _scan_in_child(home: str, path: str, queue: multiprocessing.Queue) -> None: 
         queue.put(s.scan(path).action.value)
 
 
-def test_processes_share_one_data_directory(scanner: Scanner, data_dir: Path) -> None:
+def test_processes_share_one_data_directory(scanner: Scanner) -> None:
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
     procs = [
-        ctx.Process(target=_scan_in_child, args=(str(scanner.home), str(data_dir / p), queue))
+        ctx.Process(target=_scan_in_child, args=(str(scanner.home), str(fixture(p)), queue))
         for p in (LISTED[0], UNRELATED[0])
     ]
     for p in procs:
@@ -248,6 +274,43 @@ def test_processes_share_one_data_directory(scanner: Scanner, data_dir: Path) ->
     assert sorted(queue.get(timeout=5) for _ in procs) == ["allow", "block"]
 
 
+def test_video_list_from_vpdq_files(tmp_path: Path) -> None:
+    """Lists in vPDQ's format, made by Meta's vpdq; uploads are the videos and re-encodings."""
+    copy = tmp_path / "copy.mp4"
+    _reencode(fixture(CLIP_A), copy, (256, 192))
+    # By the reference (pdqhash on every frame) the copy is the listed video.
+    assert compare_videos(read_vpdq(vpdq_file(CLIP_A)), reference_frames(copy)).is_match
+    with Scanner.open(tmp_path / "home") as s:
+        s.add_list("clip-a", kind="block", source=str(vpdq_file(CLIP_A)))
+        s.add_list("clip-b", kind="review", source=str(vpdq_file(CLIP_B)))
+        assert all(r.ok for r in s.sync())
+        verdict = s.scan(copy)
+        assert verdict.action is Action.BLOCK, verdict.to_dict()
+        match = verdict.matches[0]
+        assert match.list_name == "clip-a" and match.coverage is not None
+        assert match.coverage >= 0.8 and match.timestamps
+        assert s.scan(fixture(CLIP_B)).action is Action.REVIEW
+        assert s.scan(fixture("anim.gif")).action is Action.ALLOW
+        assert s.scan(fixture(LISTED[0])).action is Action.ALLOW
+
+
+def _reencode(source: Path, target: Path, size: tuple[int, int]) -> None:
+    """``source`` resized and re-encoded as H.264 at a low bitrate, every frame kept."""
+    import av
+
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"crf": "32"})
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for frame in inp.decode(video=0):
+            picture = frame.to_image().resize(size)
+            new = av.VideoFrame.from_image(picture)
+            new.pts = frame.pts
+            new.time_base = frame.time_base
+            out.mux(stream.encode(new))
+        out.mux(stream.encode(None))
+
+
+@pytest.mark.extended
 def test_video_list_from_reference_vpdq(tmp_path: Path, data_dir: Path) -> None:
     hashes = data_dir / "threatexchange/vpdq/sample-hashes"
     videos = data_dir / "threatexchange/tmk/sample-videos"
@@ -266,7 +329,7 @@ def test_video_list_from_reference_vpdq(tmp_path: Path, data_dir: Path) -> None:
         assert s.scan(videos / "test-padded-dimensions.mp4").action is Action.ALLOW
 
 
-def test_cli_scan_exit_statuses(scanner: Scanner, data_dir: Path, tmp_path: Path) -> None:
+def test_cli_scan_exit_statuses(scanner: Scanner, tmp_path: Path) -> None:
     home = str(scanner.home)
     scanner.close()
 
@@ -278,9 +341,9 @@ def test_cli_scan_exit_statuses(scanner: Scanner, data_dir: Path, tmp_path: Path
             timeout=120,
         )
 
-    clean = run(data_dir / UNRELATED[0])
+    clean = run(fixture(UNRELATED[0]))
     assert clean.returncode == 0, clean.stderr
-    flagged = run(data_dir / UNRELATED[0], data_dir / LISTED[0])
+    flagged = run(fixture(UNRELATED[0]), fixture(LISTED[0]))
     assert flagged.returncode == 1
     lines = [json.loads(line) for line in flagged.stdout.splitlines()]
     assert [line["action"] for line in lines] == ["allow", "block"]
@@ -308,8 +371,8 @@ def test_config_file_sets_defaults_and_rejects_typos(tmp_path: Path) -> None:
         Scanner.open(home)
 
 
-def test_audit_retention_purges_old_decisions(scanner: Scanner, data_dir: Path) -> None:
-    scanner.scan(data_dir / UNRELATED[0])
+def test_audit_retention_purges_old_decisions(scanner: Scanner) -> None:
+    scanner.scan(fixture(UNRELATED[0]))
     scanner.store.record_decision(DecisionRecord("old", Action.ALLOW, time.time() - 40 * 86400))
     assert len(scanner.store.decisions()) == 2
     with Scanner.open(scanner.home, audit_retention_days=30) as s:

@@ -333,6 +333,7 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # no media: runs once in CI, in the pass with the extended corpus
 def test_writer_killed_mid_transaction_leaves_old_version(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
     with Store.open(path) as s:

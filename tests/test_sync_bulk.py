@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from uploadscan._errors import SyncError
+from uploadscan import SyncError
 from uploadscan.store._lists import BatchResult, ListKind
 from uploadscan.store._packed import PackedUpserts
 from uploadscan.store._store import Store

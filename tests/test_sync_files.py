@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from uploadscan._errors import ConfigError, SyncError
+from uploadscan import ConfigError, SyncError
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
 from uploadscan.store._lists import ListKind
 from uploadscan.store._store import Store

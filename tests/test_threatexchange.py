@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from _local_http import LocalServer, Reply, Request
 
-from uploadscan._errors import ConfigError, SyncError
+from uploadscan import ConfigError, SyncError
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
 from uploadscan.store._lists import EntryUpsert, ListKind
 from uploadscan.store._store import Store
@@ -31,6 +31,27 @@ SHA_A, _ = Sha256HashType.example_values
 TOKEN = "1234567890|te-secret-9d2e"
 GROUP = "303636684709969"
 FAST = HttpOptions(timeout=2.0, deadline=10.0, retries=1, backoff=0.01)
+
+
+def descriptor(
+    descriptor_id: int,
+    *,
+    status: str = "MALICIOUS",
+    tags: tuple[str, ...] = (),
+    owner: str | None = "1234567890",
+) -> dict[str, Any]:
+    """One entry of ``descriptors.data``; ``owner=None`` leaves the owner out, as
+    ThreatExchange does when a descriptor is visible but its owner is not."""
+    data: dict[str, Any] = {
+        "id": str(descriptor_id),
+        "status": status,
+        "tags": list(tags),
+        "added_on": "2023-11-14T22:13:20+0000",
+        "reactions": [],
+    }
+    if owner is not None:
+        data["owner"] = {"id": owner}
+    return data
 
 
 class FakeThreatExchange:
@@ -49,7 +70,9 @@ class FakeThreatExchange:
         delete: bool = False,
         status: str = "MALICIOUS",
         at: int | None = None,
+        descriptors: list[dict[str, Any]] | None = None,
     ) -> None:
+        """An update; ``descriptors`` replaces the one default descriptor (``[]``: none)."""
         n = len(self.updates) + 1
         update: dict[str, Any] = {
             "id": str(9000 + n),
@@ -59,18 +82,9 @@ class FakeThreatExchange:
             "should_delete": delete,
         }
         if not delete:
-            update["descriptors"] = {
-                "data": [
-                    {
-                        "id": str(7000 + n),
-                        "owner": {"id": "1234567890"},
-                        "status": status,
-                        "tags": list(tags),
-                        "added_on": "2023-11-14T22:13:20+0000",
-                        "reactions": [],
-                    }
-                ]
-            }
+            if descriptors is None:
+                descriptors = [descriptor(7000 + n, status=status, tags=tags)]
+            update["descriptors"] = {"data": descriptors}
         self.updates.append(update)
 
     def threat_updates(self, req: Request) -> Reply:
@@ -211,3 +225,31 @@ def test_configuration_errors() -> None:
         source_from_uri(f"threatexchange:{GROUP}", credentials=Credentials())
     with pytest.raises(ConfigError, match="unknown threatexchange option"):
         source_from_uri(f"threatexchange:{GROUP}?pagesize=3", credentials=creds)
+
+
+def test_updates_without_a_visible_descriptor_are_deleted(
+    store: Store, server: LocalServer, te: FakeThreatExchange
+) -> None:
+    # python-threatexchange (FBThreatExchangeIndicatorRecord.from_threatexchange_json) skips
+    # descriptors without an owner and returns None when none is left; fetch_iter stores
+    # that None, which deletes the signal. An empty descriptors.data is the same case.
+    te.add("HASH_PDQ", PDQ_A, tags=("terrorism",))
+    te.add("HASH_MD5", MD5_A)
+    _sync(store, server)
+    assert set(_entries(store)) == {("pdq", PDQ_A), ("md5", MD5_A)}
+
+    te.add("HASH_PDQ", PDQ_A, descriptors=[])
+    te.add("HASH_MD5", MD5_A, descriptors=[descriptor(1, tags=("x",), owner=None)])
+    te.add("HASH_MD5", MD5_B, descriptors=[])  # never listed: stays out
+    te.add(
+        "HASH_SHA256",
+        SHA_A,
+        descriptors=[
+            descriptor(2, tags=("hidden",), status="NON_MALICIOUS", owner=None),
+            descriptor(3, tags=("terrorism",)),
+        ],
+    )
+    result = _sync(store, server)
+    assert _entries(store) == {("sha256", SHA_A): ("terrorism",)}
+    assert (result.added, result.removed) == (1, 2)
+    assert result.skipped == {"no visible descriptor (removed, as python-threatexchange does)": 3}

@@ -22,7 +22,7 @@ sync adapter here).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import _scanner
 from ._action import Action
@@ -43,8 +43,10 @@ from ._errors import (
     StoreError,
     StoreVersionError,
     SyncError,
+    SyncTimeoutError,
     TruncatedDownloadError,
     UnknownHashTypeError,
+    UnpicklableSecretError,
     UnsupportedMediaError,
     UploadReadError,
     UploadScanError,
@@ -55,7 +57,7 @@ from ._verdict import Match, Verdict
 from .hashing._hash_file import hash_file
 from .hashing._result import FrameHash, HashResult
 from .media._limits import Limits
-from .store._lists import HashList, ListKind, ListSettings
+from .store._lists import HashList, ListKind, ListSettings, SyncResult
 from .store._store import Store
 
 __version__ = "0.2.0"
@@ -87,8 +89,11 @@ __all__ = [
     "StoreError",
     "StoreVersionError",
     "SyncError",
+    "SyncResult",
+    "SyncTimeoutError",
     "TruncatedDownloadError",
     "UnknownHashTypeError",
+    "UnpicklableSecretError",
     "UnsupportedMediaError",
     "UploadReadError",
     "UploadScanError",
@@ -98,10 +103,17 @@ __all__ = [
 ]
 
 
-def _sync_lists(store: Store, names: Sequence[str] | None) -> Sequence[_scanner.SyncOutcome]:
-    from .sync import sync_lists  # loaded on first sync, not on every import of uploadscan
+def _sync_lists(
+    store: Store,
+    names: Sequence[str] | None,
+    *,
+    deadline_seconds: float | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> Sequence[SyncResult]:
+    from .sync import DEFAULT_DEADLINE_SECONDS, sync_lists  # loaded on first sync only
 
-    return sync_lists(store, names)
+    deadline = DEFAULT_DEADLINE_SECONDS if deadline_seconds is None else deadline_seconds
+    return sync_lists(store, names, deadline_seconds=deadline, on_progress=on_progress)
 
 
 _scanner.set_list_syncer(_sync_lists)

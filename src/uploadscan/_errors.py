@@ -26,7 +26,9 @@ caller catches are exported from ``uploadscan``.
     ├── SyncError                           fetching or applying a list update failed
     │   ├── FeedVerificationError           signature, digest or sequence check failed
     │   ├── StaleCheckpointError            the source cannot resume from the stored checkpoint
-    │   └── TruncatedDownloadError          the connection closed before the body was complete
+    │   ├── TruncatedDownloadError          the connection closed before the body was complete
+    │   └── SyncTimeoutError                a list's whole sync ran past its deadline
+    ├── UnpicklableSecretError (TypeError)  a credential was about to be pickled
     ├── RequestError                        the sidecar service cannot serve a request as sent
     └── ConfigError (ValueError)            an invalid setting or argument
 """
@@ -146,6 +148,27 @@ class StaleCheckpointError(SyncError):
 
 class TruncatedDownloadError(SyncError):
     """The connection closed before the announced body (``Content-Length``) arrived."""
+
+
+class SyncTimeoutError(SyncError):
+    """A list's sync ran past its whole-sync deadline.
+
+    The batch in flight was not applied; batches applied before it stay, each with its own
+    checkpoint, so the list holds a consistent earlier state and the next sync resumes.
+    ``seconds`` is the deadline that was configured.
+    """
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class UnpicklableSecretError(UploadScanError, TypeError):
+    """Something tried to pickle a credential (a crash dump, a task queue, a cache).
+
+    A ``TypeError`` as well, which is what pickle's callers expect from an object that
+    cannot be pickled.
+    """
 
 
 class RequestError(UploadScanError):

@@ -27,9 +27,8 @@ from .hashing._result import FrameHash, Query
 from .index._files import IndexFiles, IndexView
 from .store._lists import Entry, HashList
 from .store._store import Store
+from .store._videos import VIDEO_KEY
 
-#: Frames of listed videos are stored as entries whose ``extra`` names the video.
-VIDEO_KEY = "video"
 #: Reads retried when a commit lands between reading the index version and the lists.
 _CONSISTENCY_ATTEMPTS = 5
 

@@ -26,6 +26,8 @@ from ._errors import ConfigError, UploadScanError
 from ._home import resolve_home
 from ._judge import decision_record, judge
 from ._matching import Matcher, queries_from_mapping
+from ._own_lists import MediaEntry, entry_keys, media_upserts, own_list, own_list_types
+from ._review import PlannedEntries, ReviewDecision, record_review
 from ._settings import ScannerSettings
 from ._verdict import Verdict
 from .hashing._hash_file import UploadHashes, computable, hash_upload
@@ -34,8 +36,8 @@ from .hashing._registry import registry
 from .hashing._result import FrameHash, Query
 from .index._files import IndexFiles
 from .media._intake import MediaSource
-from .store._audit import DecisionOrigin
-from .store._lists import HashList, ListKind, ListSettings
+from .store._audit import DecisionOrigin, DecisionRecord
+from .store._lists import HashList, ListKind, ListSettings, SyncResult
 from .store._published import PUBLISHED_FILENAME, PublishedItem, PublishedRecord, PublishedSink
 from .store._published import check_content_id as _check_content_id
 from .store._store import Store
@@ -224,16 +226,117 @@ class Scanner:
     def remove_list(self, name: str) -> None:
         self._store.remove_list(name)
 
+    # ------------------------------------------------------------------ own lists
+
+    def add_media(
+        self,
+        list_name: str,
+        media: MediaSource,
+        *,
+        labels: Sequence[str] = (),
+        entry_id: str | None = None,
+    ) -> MediaEntry:
+        """Put everything that can be computed from ``media`` on the platform's own list
+        ``list_name`` (source ``local:``): MD5, SHA-256, PDQ, a video's PDQ frames and TMK, and
+        the crop-robust types meant for own lists. The media itself is never stored.
+
+        ``entry_id`` (default: the file's SHA-256) names the entry in matches and in
+        ``remove_media``; ``labels`` go on every value. Media that cannot be hashed raises its
+        ``MediaError``: a list must not hold a partial entry unknowingly.
+        """
+        self._check_open()
+        own_list(self._store, list_name)
+        hashed = hash_upload(
+            media, limits=self._settings.limits, types=own_list_types(), variants=False
+        )
+        result = hashed.result
+        if hashed.error is not None:
+            raise hashed.error
+        name = entry_id if entry_id is not None else result.sha256
+        if not isinstance(name, str) or not name.strip() or len(name) > 256 or "#" in name:
+            raise ConfigError(f"entry id must be 1-256 characters without '#', got {name!r}")
+        upserts, skipped = media_upserts(hashed, entry_id=name, labels=labels)
+        self._store.apply_batch(list_name, upserts, mark_synced=False)
+        counts: dict[str, int] = {}
+        for upsert in upserts:
+            counts[upsert.hash_type] = counts.get(upsert.hash_type, 0) + 1
+        return MediaEntry(list_name, name, result.media_type, counts, tuple(skipped))
+
+    def remove_media(self, list_name: str, entry_id: str) -> int:
+        """Remove every value of the entry ``entry_id`` from the own list ``list_name``;
+        returns how many went (``ConfigError`` when there was none)."""
+        self._check_open()
+        own_list(self._store, list_name)
+        keys = entry_keys(self._store, list_name, entry_id)
+        if not keys:
+            raise ConfigError(f"list {list_name!r} has no entry {entry_id!r}")
+        return self._store.apply_batch(list_name, [], keys, mark_synced=False).removed
+
+    def review(
+        self,
+        verdict_id: str,
+        decision: str,
+        *,
+        note: str | None = None,
+        allowlist: str | None = None,
+        add_to: str | None = None,
+        media: MediaSource | None = None,
+        labels: Sequence[str] = (),
+    ) -> DecisionRecord:
+        """Record a moderator's ``confirm`` or ``overturn`` of a REVIEW verdict.
+
+        ``allowlist`` (overturn): put the upload's hashes on that allow list. ``add_to`` with
+        ``media`` (confirm): put everything computed from the upload — the file the caller
+        still holds, checked against the verdict's SHA-256 — on that own block or review list
+        in the same step. Changing a decision undoes what the previous one added.
+        """
+        self._check_open()
+        plan: PlannedEntries | None = None
+        if add_to is not None:
+            if media is None:
+                raise ConfigError("add_to needs the upload's media (the store never kept it)")
+            if ReviewDecision.parse(decision) is not ReviewDecision.CONFIRM:
+                raise ConfigError("only a confirmed verdict's media can go on a list")
+            hash_list = own_list(self._store, add_to)
+            if hash_list.kind is ListKind.ALLOW:
+                raise ConfigError(f"list {add_to!r} is an allow list; confirm adds to block lists")
+            hashed = hash_upload(
+                media, limits=self._settings.limits, types=own_list_types(), variants=False
+            )
+            expected = self._store.decision(verdict_id).sha256
+            if expected is not None and hashed.result.digest("sha256") != expected:
+                raise ConfigError(
+                    f"that file is not the upload of verdict {verdict_id} (its SHA-256 differs)"
+                )
+            upserts, _ = media_upserts(
+                hashed, entry_id=hashed.result.sha256, labels=("confirmed", *labels)
+            )
+            plan = PlannedEntries(add_to, hash_list.kind, tuple(upserts))
+        elif media is not None:
+            raise ConfigError("media is only needed with add_to")
+        return record_review(
+            self._store, verdict_id, decision, note=note, allowlist=allowlist, add=plan
+        )
+
     def lists(self) -> list[HashList]:
         return self._store.lists()
 
-    def sync(self, names: Sequence[str] | None = None) -> list[SyncOutcome]:
-        """Pull every configured list (or the named ones) from its source; one result per
-        list (``uploadscan.sync.SyncResult``), failures included rather than raised."""
+    def sync(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        deadline_seconds: float | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
+    ) -> list[SyncResult]:
+        """Pull every configured list (or the named ones) from its source, concurrently; one
+        result per list, failures (and lists over their whole-sync deadline, ``None``: the
+        default) included rather than raised. ``on_progress(done, total)`` counts records."""
         self._check_open()
         if _list_syncer is None:
             raise ConfigError("list syncing is not wired in; import uploadscan, not its modules")
-        results = _list_syncer(self._store, names)
+        results = _list_syncer(
+            self._store, names, deadline_seconds=deadline_seconds, on_progress=on_progress
+        )
         self._index.refresh()
         return list(results)
 
@@ -339,17 +442,19 @@ def judge_queries(
     return verdict
 
 
-class SyncOutcome(Protocol):
-    """What syncing one list reports (``uploadscan.sync.SyncResult``)."""
+class ListSyncer(Protocol):
+    """What ``Scanner.sync`` calls: ``uploadscan.sync.sync_lists``."""
 
-    @property
-    def list_name(self) -> str: ...
+    def __call__(
+        self,
+        store: Store,
+        names: Sequence[str] | None,
+        *,
+        deadline_seconds: float | None = ...,
+        on_progress: Callable[[int, int | None], None] | None = ...,
+    ) -> Sequence[SyncResult]: ...
 
-    @property
-    def ok(self) -> bool: ...
 
-
-ListSyncer = Callable[[Store, Sequence[str] | None], Sequence[SyncOutcome]]
 _list_syncer: ListSyncer | None = None
 
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -57,9 +56,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _data_dir() -> Path | None:
-    env = os.environ.get("UPLOADSCAN_TEST_DATA")
-    candidate = Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
-    return candidate if (candidate / "MANIFEST.txt").is_file() else None
+    """The extended corpus, by the tests' rules (tests/_media.py); None without it."""
+    sys.path.insert(0, str(PROJECT_ROOT / "tests"))
+    from _media import find_extended_data
+
+    return find_extended_data()[0]
 
 
 def run_mutate(args: argparse.Namespace, seeds: dict[str, bytes]) -> int:

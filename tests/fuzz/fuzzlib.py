@@ -45,7 +45,12 @@ PEAK_RSS_LIMIT_MB = 1024
 
 # ----------------------------------------------------------------------------- seeds
 
-#: Small real files from the shared media (relative to the data directory).
+#: Bundled fixtures (tests/fixtures, always present) used as seeds too: small ones only.
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURE_IMAGE_SEEDS = ("scene_e.jpg", "scene_f.png", "anim.gif")
+FIXTURE_VIDEO_SEEDS = ("clip_b.webm",)
+
+#: Small real files from the extended corpus (relative to its directory), when it is there.
 REAL_IMAGE_SEEDS = (
     "pillow/Tests/images/hopper.jpg",
     "pillow/Tests/images/hopper.png",
@@ -150,15 +155,18 @@ def generated_video_seeds() -> dict[str, bytes]:
 
 
 def seed_corpus(target: str, data_dir: Path | None) -> dict[str, bytes]:
-    """Seeds for ``target`` ("image" or "video"): generated files plus small real ones."""
+    """Seeds for ``target`` ("image" or "video"): generated files, bundled fixtures, and small
+    real files from the extended corpus at ``data_dir`` (``real-*``) when it is given."""
     if target == "image":
         seeds = generated_image_seeds()
-        real = REAL_IMAGE_SEEDS
+        bundled, real = FIXTURE_IMAGE_SEEDS, REAL_IMAGE_SEEDS
     elif target == "video":
         seeds = generated_video_seeds()
-        real = REAL_VIDEO_SEEDS
+        bundled, real = FIXTURE_VIDEO_SEEDS, REAL_VIDEO_SEEDS
     else:
         raise ValueError(f"unknown fuzz target {target!r}")
+    for name in bundled:
+        seeds["fixture-" + name] = (FIXTURES / name).read_bytes()
     if data_dir is not None:
         for rel in real:
             seeds["real-" + Path(rel).name] = (data_dir / rel).read_bytes()

@@ -3,8 +3,10 @@
     python tests/hostile/make_corpus.py OUT_DIR [--data-dir shared/data]
 
 Every file is made here from small generated images and videos (``tests/fuzz/fuzzlib.py``
-seeds), so nothing large is committed. ``OUT_DIR/manifest.json`` says for each file what a
-correct outcome is; ``tests/test_hostile.py`` checks them. Categories:
+seeds) and a few bundled fixtures (``tests/fixtures``), so nothing large is committed;
+``--data-dir`` adds cuts of small real files from the extended corpus.
+``OUT_DIR/manifest.json`` says for each file what a correct outcome is;
+``tests/test_hostile.py`` checks them. Categories:
 
 - ``truncated``: every seed format cut at many points (inside the header, at chunk borders,
   and at fractions of the file).
@@ -873,17 +875,23 @@ def exif(corpus: Corpus) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def real_seeds(data_dir: Path) -> dict[str, bytes]:
+    """Small real files from the extended corpus (``--data-dir``), to be cut like the rest."""
+    return {
+        "real-" + Path(rel).name: (data_dir / rel).read_bytes()
+        for rel in fuzzlib.REAL_IMAGE_SEEDS[:2] + fuzzlib.REAL_VIDEO_SEEDS
+    }
+
+
 def build(out: Path, data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     """Write the whole corpus into ``out``; returns the manifest."""
     corpus = Corpus(out)
     images = fuzzlib.generated_image_seeds()
     videos = fuzzlib.generated_video_seeds()
-    if data_dir is not None:
-        for rel in fuzzlib.REAL_IMAGE_SEEDS[:2] + fuzzlib.REAL_VIDEO_SEEDS:
-            (images if rel in fuzzlib.REAL_IMAGE_SEEDS else videos)["real-" + Path(rel).name] = (
-                data_dir / rel
-            ).read_bytes()
-    truncated(corpus, {**images, **videos})
+    bundled = fuzzlib.FIXTURE_IMAGE_SEEDS[:2] + fuzzlib.FIXTURE_VIDEO_SEEDS
+    fixtures = {"fixture-" + name: (fuzzlib.FIXTURES / name).read_bytes() for name in bundled}
+    real = real_seeds(data_dir) if data_dir is not None else {}
+    truncated(corpus, {**images, **videos, **fixtures, **real})
     bombs(corpus)
     video_bombs(corpus, videos)
     mp4_atoms(corpus, videos)
@@ -900,7 +908,7 @@ def build(out: Path, data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--data-dir", type=Path, default=None, help="shared test media")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the extended test corpus")
     args = parser.parse_args()
     manifest = build(args.out, args.data_dir)
     total = sum((args.out / name).stat().st_size for name in manifest)

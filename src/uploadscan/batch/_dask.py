@@ -165,7 +165,7 @@ def open_runner(
             n_workers=count,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: jobs side by side must not collide
             silence_logs=logging.WARNING,
         ) as cluster,
         Client(cluster) as client,

@@ -33,6 +33,17 @@ def register(subparsers: Any) -> None:
     decide.add_argument(
         "--allowlist", metavar="LIST", help="on overturn, add the upload's hashes to this list"
     )
+    decide.add_argument(
+        "--add-to",
+        metavar="LIST",
+        help="on confirm, put everything computed from the upload (--media) on this own list",
+    )
+    decide.add_argument(
+        "--media",
+        metavar="FILE",
+        help="the upload itself, for --add-to (the data directory never keeps it)",
+    )
+    decide.add_argument("--label", action="append", default=[], help="with --add-to: a label")
     decide.add_argument("--json", action="store_true", help="print the updated record as JSON")
     decide.set_defaults(handler=run_decide)
 
@@ -73,12 +84,17 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_decide(args: argparse.Namespace) -> int:
-    from .._review import record_review
     from .._scanner import Scanner
 
     with Scanner.open(args.home, audit=False) as scanner:
-        record = record_review(
-            scanner.store, args.verdict_id, args.decision, note=args.note, allowlist=args.allowlist
+        record = scanner.review(
+            args.verdict_id,
+            args.decision,
+            note=args.note,
+            allowlist=args.allowlist,
+            add_to=args.add_to,
+            media=args.media,
+            labels=args.label,
         )
     if args.json:
         print_json_line(record.to_dict())

@@ -199,6 +199,14 @@ class HashType:
     computed_by_default: ClassVar[bool] = False
     #: ``hash_image`` needs the full-resolution decode (no reduced JPEG draft decode).
     needs_full_image: ClassVar[bool] = False
+    #: Computed when media is put on one of the platform's own lists, even if ``hash_file``
+    #: does not compute it by default (types that need the media at hand: local features).
+    own_lists: ClassVar[bool] = False
+    #: Values may leave the machine when a list is exported for sharing. Types whose values
+    #: reveal more about the content than a hash does (local descriptors) say False.
+    shareable: ClassVar[bool] = True
+    #: Values are exported as files of their own with this suffix (``.tmk``), not as lines.
+    file_suffix: ClassVar[str | None] = None
     #: ``VECTOR`` types: the vectors' width and metric, and the per-list setting (with its
     #: default) that bounds the index shortlist before ``search`` verifies candidates.
     vector_dim: ClassVar[int] = 0

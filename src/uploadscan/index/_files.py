@@ -35,7 +35,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,6 +71,9 @@ _MIN_REBUILD = 1_024
 #: Vector types keep their delta's values in memory (a TMK value is ~260 KB): rebuild sooner.
 _MIN_REBUILD_VECTOR = 32
 _NO_CODES = np.empty((0, 0), np.uint8)
+
+#: ``on_progress(done, total)``: entries indexed so far, of how many.
+Progress = Callable[[int, int], None]
 GRACE_SECONDS = 60.0
 
 
@@ -233,22 +236,23 @@ class IndexFiles:
     def index_dir(self) -> Path:
         return self._dir
 
-    def refresh(self, *, build: bool = True) -> int:
+    def refresh(self, *, build: bool = True, on_progress: Progress | None = None) -> int:
         """Serve the store's current version; returns it.
 
         With ``build`` (the default) a missing, damaged or too-far-behind base index is rebuilt
-        from the store, waiting if another process is building. Without it the delta simply
-        grows, which is always exact, only slower to search.
+        from the store, waiting if another process is building; ``on_progress(done, total)``
+        then counts the entries indexed (a first build of millions of entries takes seconds).
+        Without it the delta simply grows, which is always exact, only slower to search.
         """
         with self._refresh_lock:
-            return self._refresh_locked(build)
+            return self._refresh_locked(build, on_progress)
 
-    def _refresh_locked(self, build: bool) -> int:
+    def _refresh_locked(self, build: bool, on_progress: Progress | None = None) -> int:
         state = self._load()
         if build:
             stale = sorted(ht for ht, ts in state.types.items() if ts.needs_build())
             if stale:
-                self._build(stale)
+                self._build(stale, on_progress)
                 state = self._load()
         self._opened = {
             ts.base_file: ts.base
@@ -453,8 +457,12 @@ class IndexFiles:
 
     # ------------------------------------------------------------------ building
 
-    def _build(self, hash_types: list[str]) -> None:
+    def _build(self, hash_types: list[str], on_progress: Progress | None = None) -> None:
         """Rebuild the base files of ``hash_types`` at the current version, under the lock."""
+        total = sum(self._store.count(name) for name in hash_types)
+        done = 0
+        if on_progress is not None:
+            on_progress(0, total)
         with self._build_lock():
             manifest, _ = self._read_manifest()
             if manifest.get("store_id") != self._store.store_id:
@@ -487,6 +495,9 @@ class IndexFiles:
                     "built": now,
                 }
                 changed = True
+                done += int(ids.shape[0])
+                if on_progress is not None:
+                    on_progress(min(done, total), total)
             if changed:
                 self._write_manifest(
                     {

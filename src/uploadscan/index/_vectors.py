@@ -18,20 +18,26 @@ A file holds, in the project's mmap container (``_mmapfile``):
 
 ``VectorIndex.in_memory`` builds the same thing without a file, for the small delta of entries
 added since the file was built (searched exactly, whatever the type's factory).
+
+faiss is imported when a vector index is first built or opened, not with the package: most
+data directories hold no vector type, and importing faiss costs every process tens of MB.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
 from .._errors import IndexFileError
 from ..hashing._protocol import HashType, VectorMetric
 from ._mmapfile import MappedFile, SectionSpec, SectionWriter, map_file
+
+if TYPE_CHECKING:
+    import faiss
 
 __all__ = ["VectorIndex"]
 
@@ -42,6 +48,8 @@ _TRAIN_LIMIT = 256 * 1024
 
 
 def _metric(metric: VectorMetric) -> int:
+    import faiss  # deferred: see the module docstring
+
     if metric is VectorMetric.INNER_PRODUCT:
         return int(faiss.METRIC_INNER_PRODUCT)
     if metric is VectorMetric.L2:
@@ -94,6 +102,8 @@ class VectorIndex:
     def _faiss(
         hash_type: HashType, vectors: npt.NDArray[np.generic], exact: bool
     ) -> faiss.Index | faiss.IndexBinary:
+        import faiss  # deferred: see the module docstring
+
         metric = hash_type.vector_metric
         factory = "Flat" if exact else hash_type.faiss_factory(vectors.shape[0])
         index: faiss.Index | faiss.IndexBinary
@@ -138,6 +148,8 @@ class VectorIndex:
         path: str | os.PathLike[str],
     ) -> VectorIndex:
         """Write the index of ``values`` (with store ``ids``) to ``path`` (atomic replace)."""
+        import faiss  # deferred: see the module docstring
+
         if len(ids) != len(values):
             raise IndexFileError(f"{len(ids)} ids for {len(values)} values")
         vectors, owner = cls._encode(hash_type, values)
@@ -166,6 +178,8 @@ class VectorIndex:
     @classmethod
     def open(cls, hash_type: HashType, path: str | os.PathLike[str]) -> VectorIndex:
         """Map ``path`` and load its faiss index; ``IndexFileError`` if missing or damaged."""
+        import faiss  # deferred: see the module docstring
+
         mapped = map_file(path, _KIND, frozenset({_VERSION}))
         try:
             if mapped.params.get("hash_type") != hash_type.name:
@@ -223,6 +237,8 @@ class VectorIndex:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """(query vector row, entry row, measure) of every stored vector within
         ``threshold``: inner products ``>= threshold``, distances ``<= threshold``."""
+        import faiss  # deferred: see the module docstring
+
         query = self._query(vectors)
         empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
         if self.vector_count == 0 or query.shape[0] == 0:

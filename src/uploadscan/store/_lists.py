@@ -29,6 +29,7 @@ __all__ = [
     "ListKind",
     "ListSettings",
     "SourceKind",
+    "SyncResult",
     "SyncState",
 ]
 
@@ -193,6 +194,11 @@ class ListSettings:
         plugin = {k: v for k, v in data.items() if k in declared and k not in known}
         return cls(**kwargs, hash_settings=plugin)
 
+    @classmethod
+    def known(cls) -> list[str]:
+        """Every setting name a list takes: the own fields and the hash types' thresholds."""
+        return sorted((_OWN_FIELDS - {"hash_settings"}) | set(_declared_settings()))
+
     def updated(self, changes: Mapping[str, Any]) -> ListSettings:
         """A copy with ``changes`` applied (validated as ``from_dict`` does)."""
         return ListSettings.from_dict({**self.to_dict(), **changes})
@@ -321,6 +327,49 @@ class BatchResult:
     removed: int
     unchanged: int
     version: int
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one list's sync did. ``error`` is set (and nothing after the failing batch was
+    applied) when ``sync_all``/``sync_lists`` caught a failure instead of raising;
+    ``timed_out`` says the failure was the list's whole-sync deadline."""
+
+    list_name: str
+    source: str
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    full_refetch: bool = False
+    checkpoint: str | None = None
+    version: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "list": self.list_name,
+            "source": self.source,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": dict(self.skipped),
+            "batches": self.batches,
+            "full_refetch": self.full_refetch,
+            "version": self.version,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "timed_out": self.timed_out,
+        }
 
 
 _OWN_FIELDS = frozenset(ListSettings.__dataclass_fields__)

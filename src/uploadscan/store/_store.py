@@ -315,6 +315,17 @@ class Store:
         """The current store version (cheap: one indexed read)."""
         return int(self._meta(self._conn(), "version"))
 
+    def count(self, hash_type: str) -> int:
+        """Live entries of ``hash_type`` across all lists (cheap: kept counts)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT coalesce(sum(count), 0) FROM list_counts WHERE hash_type = ?", (hash_type,)
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
     def hash_types(self) -> list[str]:
         """Hash types with at least one live entry in any list."""
         rows = self._conn().execute(

@@ -14,7 +14,7 @@ fresh copy no longer has.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +40,13 @@ class FetchBatch:
     ``replace`` makes the batch a full snapshot: list entries not among ``upserts`` go.
     ``skipped`` counts entries the source left out and why; streaming sources fill it while
     ``upserts`` is consumed.
+
+    Progress (for people watching a long sync, never for correctness): ``pending`` is how
+    many records the source still has to deliver, this batch's included, when it knows
+    (a feed's manifest, TCAP's ``count``, a list file's line count). The runner counts the
+    records as the store consumes them, unless ``counts_reads`` says the source's own
+    producers report them through ``note_read`` (a list file counts lines, which its packed
+    upserts cannot show one by one).
     """
 
     upserts: Iterable[EntryUpsert] = ()
@@ -47,6 +54,15 @@ class FetchBatch:
     checkpoint: str | None = None
     replace: bool = False
     skipped: Counter[str] = field(default_factory=Counter)
+    pending: int | None = None
+    counts_reads: bool = False
+    listener: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
+
+    def note_read(self, records: int) -> None:
+        """Report ``records`` more records read; the runner's listener may raise
+        ``SyncTimeoutError`` here, which aborts the batch before anything is applied."""
+        if self.listener is not None and records > 0:
+            self.listener(records)
 
 
 @runtime_checkable

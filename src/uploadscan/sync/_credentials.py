@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import ConfigError
+from .._errors import ConfigError, UnpicklableSecretError
 
 __all__ = ["Credentials", "Secret"]
 
@@ -52,7 +52,7 @@ class Secret:
     __str__ = __repr__
 
     def __reduce__(self) -> str:  # never pickled into a crash dump or a queue
-        raise TypeError("Secret values cannot be pickled")
+        raise UnpicklableSecretError("Secret values cannot be pickled")
 
 
 @dataclass(frozen=True)

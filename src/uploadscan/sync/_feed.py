@@ -45,7 +45,7 @@ from ._feed_format import (
     parse_manifest,
     read_entry_lines,
 )
-from ._http import HttpOptions, describe_url, http_get
+from ._http import HttpOptions, check_url, describe_url, http_get
 from ._keys import key_id, load_public_key, load_public_keys_file, verify_any
 
 __all__ = ["FeedSource"]
@@ -82,6 +82,7 @@ class FeedSource:
         self.keys = keys
         self.expected_list = expected_list
         self.http = http_options or HttpOptions()
+        check_url(base_url, self.http)
 
     @classmethod
     def from_options(
@@ -138,12 +139,16 @@ class FeedSource:
             if chain:
                 for i, (delta, f) in enumerate(zip(chain, files, strict=True)):
                     last = i == len(chain) - 1
-                    yield self._batch(
+                    batch = self._batch(
                         delta.ref, f, checkpoint_at(delta.to_sequence, last), replace=False
                     )
+                    batch.pending = sum(d.ref.entries for d in chain[i:])
+                    yield batch
             else:
                 final = checkpoint_at(manifest.sequence, True)
-                yield self._batch(manifest.snapshot, files[0], final, replace=True)
+                batch = self._batch(manifest.snapshot, files[0], final, replace=True)
+                batch.pending = manifest.snapshot.entries
+                yield batch
         finally:
             for f in files:
                 f.close()

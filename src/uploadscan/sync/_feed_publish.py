@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from .._errors import ConfigError, SyncError
 from ..store._lists import EntryUpsert
 from ._feed import MANIFEST, SIGNATURE
@@ -72,8 +74,36 @@ def publish_feed(
         raise ConfigError("list_name must be a non-empty string")
     if keep_deltas < 0:
         raise ConfigError("keep_deltas must be >= 0")
+    if sequence is not None and (isinstance(sequence, bool) or sequence < 1):
+        raise ConfigError(f"sequence must be an integer >= 1, got {sequence!r}")
     feed = Path(feed_dir)
     key = load_private_key(key_path)
+    try:
+        return _publish(
+            Path(list_file),
+            feed,
+            key,
+            list_name,
+            sequence,
+            keep_deltas,
+            ttl_seconds,
+            source_options or {},
+        )
+    except OSError as exc:
+        where = exc.filename or feed
+        raise SyncError(f"cannot publish to {feed}: {where}: {exc.strerror or exc}") from None
+
+
+def _publish(
+    list_file: Path,
+    feed: Path,
+    key: Ed25519PrivateKey,
+    list_name: str,
+    sequence: int | None,
+    keep_deltas: int,
+    ttl_seconds: int | None,
+    source_options: dict[str, str],
+) -> PublishResult:
     feed.mkdir(parents=True, exist_ok=True)
     previous = _previous_manifest(feed)
     if previous is not None and previous.list != list_name:
@@ -86,7 +116,7 @@ def publish_feed(
     elif sequence <= last:
         raise ConfigError(f"sequence must be above the last published one ({last}), got {sequence}")
 
-    current = _read_list(Path(list_file), source_options or {})
+    current = _read_list(list_file, source_options)
     old = _read_snapshot(feed, previous) if previous else {}
     lines = sorted(current.values())
     snapshot = _write_entries(feed, f"snapshot-{sequence}.jsonl.gz", lines)

@@ -8,26 +8,51 @@ the checkpoint; ``Lines`` makes every parse error name the file and line.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 from .._errors import SyncError
 
-__all__ = ["MAX_LINE", "HashingReader", "Lines", "file_digest", "open_list_file"]
+__all__ = [
+    "MAX_LINE",
+    "HashingReader",
+    "Lines",
+    "file_digest",
+    "file_digest_and_lines",
+    "open_list_file",
+]
 
 MAX_LINE = 1 << 20
 BLOCK = 1 << 20
+_REPORT_EVERY = 4096  # lines between progress reports (each one may check the deadline)
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class Lines:
-    """Numbered, length-limited, strictly UTF-8 lines of one file; ``error`` names the line."""
+    """Numbered, length-limited, strictly UTF-8 lines of one file; ``error`` names the line.
 
-    def __init__(self, path: Path, stream: IO[bytes]) -> None:
+    ``on_lines(n)``, if given, hears about lines as they are read, a few thousand at a time
+    (a sync's progress and deadline check); lines pushed back by ``peek_first`` count once.
+    """
+
+    def __init__(
+        self, path: Path, stream: IO[bytes], on_lines: Callable[[int], None] | None = None
+    ) -> None:
         self.path = path
         self._stream = stream
         self.lineno = 0
         self._pushed: list[bytes] = []
+        self._on_lines = on_lines
+        self._unreported = 0
+
+    def _count(self, lines: int, *, flush: bool = False) -> None:
+        if self._on_lines is None:
+            return
+        self._unreported += lines
+        if self._unreported >= _REPORT_EVERY or (flush and self._unreported > 0):
+            done, self._unreported = self._unreported, 0
+            self._on_lines(done)
 
     def error(self, message: str) -> SyncError:
         return SyncError(f"{self.path}, line {self.lineno}: {message}")
@@ -36,8 +61,10 @@ class Lines:
         while True:
             line = self._pushed.pop() if self._pushed else self._stream.readline(MAX_LINE + 1)
             if not line:
+                self._count(0, flush=True)
                 return
             self.lineno += 1
+            self._count(1)
             if len(line) > MAX_LINE:
                 raise self.error(f"line longer than {MAX_LINE} bytes")
             yield line
@@ -54,6 +81,8 @@ class Lines:
                 break
         self._pushed.extend(reversed(seen))
         self.lineno -= len(seen)
+        if self._on_lines is not None:  # read again by the next pass: counted there
+            self._unreported -= len(seen)
         return first
 
     def text(self, *, skip_comments: bool = False) -> Iterator[str]:
@@ -88,6 +117,7 @@ class Lines:
             chunk = head + self._stream.read(size)
             head = b""
             if not chunk:
+                self._count(0, flush=True)
                 return
             if not chunk.endswith(b"\n"):
                 chunk += self._stream.readline(MAX_LINE + 1)
@@ -98,7 +128,9 @@ class Lines:
                 if partial:
                     chunk += b"\n"
             first = self.lineno + 1
-            self.lineno += chunk.count(b"\n")
+            count = chunk.count(b"\n")
+            self.lineno += count
+            self._count(count)
             yield first, chunk
 
 
@@ -155,6 +187,28 @@ def open_list_file(path: Path) -> IO[bytes]:
         return path.open("rb")
     except OSError as exc:
         raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
+
+
+def file_digest_and_lines(f: IO[bytes], path: Path) -> tuple[str, int | None]:
+    """SHA-256 of the file and its number of lines (``None`` for a gzip file, whose lines
+    are unknown until it is decompressed): one pass, for the digest and for progress."""
+    sha = hashlib.sha256()
+    lines = 0
+    last = b""
+    compressed: bool | None = None
+    try:
+        while chunk := f.read(1 << 20):
+            if compressed is None:
+                compressed = chunk[:2] == _GZIP_MAGIC
+            sha.update(chunk)
+            if not compressed:
+                lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    except OSError as exc:
+        raise SyncError(f"cannot read list file {path}: {exc.strerror or exc}") from None
+    if compressed:
+        return sha.hexdigest(), None
+    return sha.hexdigest(), lines + (1 if last not in (b"", b"\n") else 0)
 
 
 def file_digest(f: IO[bytes], path: Path) -> str:

@@ -35,16 +35,19 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from .._errors import ConfigError, InvalidHashError, SyncError, UnknownHashTypeError
+from ..hashing._result import FrameHash
+from ..hashing._vpdq import MIN_QUALITY
 from ..store._lists import EntryUpsert
 from ..store._packed import PackedRun, PackedUpserts
+from ..store._videos import group_frames
 from ._base import FetchBatch, bounded_labels, map_signal_type
 from ._entry_builder import EntryBuilder
-from ._filelines import HashingReader, Lines, file_digest, open_list_file
+from ._filelines import HashingReader, Lines, file_digest_and_lines, open_list_file
 from ._tepacked import TeFormat, te_runs
 
 __all__ = ["FORMATS", "FileSource"]
@@ -106,20 +109,23 @@ class FileSource:
     def fetch(self, checkpoint: str | None) -> Iterator[FetchBatch]:
         digests: list[tuple[Path, str]] = []
         outer = hashlib.sha256(self._options_key.encode())
+        total_lines: int | None = 0
         for path in self._files():
             with open_list_file(path) as f:
-                digest = file_digest(f, path)
+                digest, lines = file_digest_and_lines(f, path)
             digests.append((path, digest))
             outer.update(f"{path.name}\0{digest}\0".encode())
+            total_lines = None if total_lines is None or lines is None else total_lines + lines
         current = "sha256:" + outer.hexdigest()
         if current == checkpoint:
             return
-        batch = FetchBatch(checkpoint=current, replace=True)
+        # Progress counts lines read (bulk-parsed lines are never single objects).
+        batch = FetchBatch(checkpoint=current, replace=True, pending=total_lines, counts_reads=True)
+        skipped, on_lines = batch.skipped, batch.note_read
         if all(self._format_of(path) == "te" for path, _ in digests):
-            skipped = batch.skipped
-            batch.upserts = PackedUpserts(lambda: self._pack_all(digests, skipped))
+            batch.upserts = PackedUpserts(lambda: self._pack_all(digests, skipped, on_lines))
         else:
-            batch.upserts = self._parse_all(digests, batch.skipped)
+            batch.upserts = self._parse_all(digests, skipped, on_lines)
         yield batch
 
     def _files(self) -> list[Path]:
@@ -139,7 +145,10 @@ class FileSource:
         raise SyncError(f"list file {path} does not exist")
 
     def _parse_all(
-        self, digests: list[tuple[Path, str]], skipped: Counter[str]
+        self,
+        digests: list[tuple[Path, str]],
+        skipped: Counter[str],
+        on_lines: Callable[[int], None] | None = None,
     ) -> Iterator[EntryUpsert]:
         """Parse each file while hashing it again: a file replaced or rewritten since it was
         hashed fails the batch instead of applying a mix of two versions."""
@@ -147,21 +156,24 @@ class FileSource:
         for path, digest in digests:
             with open_list_file(path) as f:
                 reader = HashingReader(f)
-                yield from self._parse_file(path, reader, builder)
+                yield from self._parse_file(path, reader, builder, on_lines)
                 while reader.read(1 << 16):
                     pass
             if reader.hexdigest() != digest:
                 raise SyncError(f"{path}: the file changed while it was being read; sync again")
 
     def _pack_all(
-        self, digests: list[tuple[Path, str]], skipped: Counter[str]
+        self,
+        digests: list[tuple[Path, str]],
+        skipped: Counter[str],
+        on_lines: Callable[[int], None] | None = None,
     ) -> Iterator[PackedRun]:
         """``_parse_all`` for files that are all in the ``te`` format, as packed runs."""
         builder = EntryBuilder(skipped)
         for index, (path, digest) in enumerate(digests):
             with open_list_file(path) as f:
                 reader = HashingReader(f)
-                lines = Lines(path, _decompressed(reader))
+                lines = Lines(path, _decompressed(reader), on_lines)
                 if self.format == "auto":
                     _detect(lines, tabular=self._tabular)  # keeps lineno and position in step
                 try:
@@ -185,9 +197,13 @@ class FileSource:
             return "unknown"  # the parse proper reports it
 
     def _parse_file(
-        self, path: Path, raw: HashingReader, builder: EntryBuilder
+        self,
+        path: Path,
+        raw: HashingReader,
+        builder: EntryBuilder,
+        on_lines: Callable[[int], None] | None = None,
     ) -> Iterator[EntryUpsert]:
-        lines = Lines(path, _decompressed(raw))
+        lines = Lines(path, _decompressed(raw), on_lines)
         fmt = self.format
         if fmt == "auto":
             fmt = _detect(lines, tabular=self._tabular)
@@ -312,7 +328,7 @@ class FileSource:
         sees the video's whole timeline again."""
         video = lines.path.name.removesuffix(".gz").removesuffix(".txt")
         labels = bounded_labels(("video", *self.extra_labels))
-        grouped: dict[str, dict[str, Any]] = {}
+        frames: list[tuple[int, FrameHash]] = []
         for line in lines.text():
             text = line.strip()
             if not text or text[0] == "#":
@@ -330,23 +346,11 @@ class FileSource:
                 ) from None
             if frame < 0 or not 0 <= quality <= 100 or not timestamp >= 0:
                 raise lines.error("frame, quality (0-100) and timestamp must not be negative")
-            if quality < 50:
+            if quality < MIN_QUALITY:
                 builder.skipped["vpdq frame quality < 50 (never matched)"] += 1
                 continue
-            value = parts[2].lower()
-            group = grouped.get(value)
-            if group is None:
-                grouped[value] = {
-                    "video": video,
-                    "frame": frame,
-                    "timestamp": timestamp,
-                    "quality": quality,
-                    "timestamps": [timestamp],
-                }
-            else:
-                group["timestamps"].append(timestamp)
-                group["quality"] = min(group["quality"], quality)
-        for value, extra in grouped.items():
+            frames.append((frame, FrameHash(timestamp, parts[2].lower(), quality)))
+        for value, extra in group_frames(video, frames):
             entry = builder.upsert("pdq", value, labels, f"{video}#{extra['frame']}", extra)
             if entry is not None:
                 yield entry

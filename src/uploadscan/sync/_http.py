@@ -9,12 +9,17 @@ while reading, a bounded number of retries with exponential backoff for transien
 leave the original host (a redirect must not carry a token, or a pinned feed, somewhere else).
 Plain ``http:`` is allowed only to loopback addresses, for tests and local mirrors.
 
+On top of those per-request limits, a request made inside a list's sync never outlives the
+sync's whole deadline (``_deadline``): the socket timeout is cut to the time left, and the
+body loop and the retry backoff stop at it with ``SyncTimeoutError``.
+
 Error messages name the URL without its query string, because sources such as ThreatExchange
 carry the access token there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import ipaddress
 import socket
@@ -29,6 +34,7 @@ from http.client import HTTPException, HTTPMessage, HTTPResponse
 from typing import IO
 
 from .._errors import ConfigError, SyncError, TruncatedDownloadError
+from ._deadline import Deadline, current_deadline
 
 __all__ = ["HttpOptions", "HttpResponse", "describe_url", "http_get"]
 
@@ -52,16 +58,7 @@ class HttpOptions:
     allow_insecure_http: bool = False
 
     def with_max_bytes(self, max_bytes: int) -> HttpOptions:
-        return HttpOptions(
-            timeout=self.timeout,
-            deadline=self.deadline,
-            max_bytes=max_bytes,
-            retries=self.retries,
-            backoff=self.backoff,
-            max_backoff=self.max_backoff,
-            redirect_hosts=self.redirect_hosts,
-            allow_insecure_http=self.allow_insecure_http,
-        )
+        return dataclasses.replace(self, max_bytes=max_bytes)
 
 
 @dataclass
@@ -175,12 +172,15 @@ def http_get(
     )
     started = time.monotonic()
     shown = describe_url(url)
+    whole = current_deadline()
     attempt = 0
     while True:
         attempt += 1
         retry_after: float | None = None
+        if whole is not None and whole.expired():
+            raise whole.error(f"before requesting {shown}")
         try:
-            return _attempt(opener, url, request_headers, options, sink, started, form)
+            return _attempt(opener, url, request_headers, options, sink, started, form, whole)
         except urllib.error.HTTPError as exc:
             status = exc.code
             retry_after = _retry_after(exc.headers)
@@ -199,6 +199,8 @@ def http_get(
             if isinstance(reason, ssl.SSLError | ssl.CertificateError):
                 raise SyncError(f"{shown}: TLS verification failed: {reason}") from None
             last = _short_reason(reason)
+            if whole is not None and whole.expired():
+                raise whole.error(f"while requesting {shown} ({last})") from None
             if attempt > options.retries:
                 raise SyncError(f"{shown}: {last} (after {attempt} attempts)") from None
         wait = min(options.max_backoff, options.backoff * 2 ** (attempt - 1))
@@ -206,6 +208,8 @@ def http_get(
             wait = min(max(wait, retry_after), options.max_backoff)
         if time.monotonic() - started + wait > options.deadline:
             raise SyncError(f"{shown}: {last}; deadline of {options.deadline:g} s reached")
+        if whole is not None and whole.remaining() < wait:
+            raise whole.error(f"waiting to retry {shown} ({last})")
         time.sleep(wait)
 
 
@@ -217,6 +221,7 @@ def _attempt(
     sink: IO[bytes] | None,
     started: float,
     form: Mapping[str, str] | None = None,
+    whole: Deadline | None = None,
 ) -> HttpResponse:
     shown = describe_url(url)
     data = urllib.parse.urlencode(form).encode() if form is not None else None
@@ -226,6 +231,10 @@ def _attempt(
     remaining = options.deadline - (time.monotonic() - started)
     if remaining <= 0:
         raise SyncError(f"{shown}: deadline of {options.deadline:g} s reached")
+    if whole is not None:
+        if whole.expired():
+            raise whole.error(f"before requesting {shown}")
+        remaining = min(remaining, whole.remaining())
     try:
         response: HTTPResponse = opener.open(request, timeout=min(options.timeout, remaining))
     except urllib.error.HTTPError as exc:
@@ -256,9 +265,13 @@ def _attempt(
                 raise SyncError(
                     f"{shown}: download took longer than the deadline of {options.deadline:g} s"
                 )
+            if whole is not None and whole.expired():
+                raise whole.error(f"while downloading {shown} ({size} bytes so far)")
             try:
                 chunk = response.read1(_CHUNK)
             except TimeoutError:
+                if whole is not None and whole.expired():
+                    raise whole.error(f"while downloading {shown} ({size} bytes so far)") from None
                 raise SyncError(f"{shown}: timed out reading the response") from None
             if not chunk:
                 break

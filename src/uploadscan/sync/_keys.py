@@ -32,6 +32,8 @@ __all__ = [
     "verify_any",
 ]
 
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
 
 def generate_keypair(path: Path | str) -> str:
     """Write a new private key to ``path`` (mode 0600, never overwriting) and its public key
@@ -75,8 +77,19 @@ def load_private_key(path: Path | str) -> Ed25519PrivateKey:
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:
-    """A public key from its base64 (or 64-hex) text form; ``ConfigError`` if malformed."""
+    """A public key from its base64 (or 64-hex) text form; ``ConfigError`` if malformed.
+
+    The message says what is wrong with the text (a placeholder left in, a character that is
+    not base64, a wrong length), never just its length: a key that lost a ``+`` on the way
+    still has 44 characters.
+    """
     stripped = text.strip()
+    if stripped.startswith("<") and stripped.endswith(">"):
+        raise ConfigError(
+            f"feed key {stripped[:40]!r} is a placeholder: replace it with the publisher's "
+            "public key (44 base64 characters, from their .pub file or what "
+            "'uploadscan keys generate' printed)"
+        )
     raw: bytes | None = None
     if len(stripped) == 64:
         try:
@@ -84,6 +97,13 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         except ValueError:
             raw = None
     if raw is None:
+        bad = next((c for c in stripped if c not in _BASE64_CHARS), None)
+        if bad is not None:
+            pos = stripped.index(bad)
+            raise ConfigError(
+                f"a feed key must be an Ed25519 public key in base64 (44 characters) or hex "
+                f"(64 characters); character {bad!r} at position {pos} is neither"
+            )
         try:
             raw = base64.b64decode(stripped, validate=True)
         except (binascii.Error, ValueError):
@@ -92,6 +112,7 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         raise ConfigError(
             "a feed key must be an Ed25519 public key: 32 bytes as base64 (44 characters) or "
             f"hex (64 characters), got {len(stripped)} characters"
+            + (f" decoding to {len(raw)} bytes" if raw else " that do not decode")
         )
     return Ed25519PublicKey.from_public_bytes(raw)
 

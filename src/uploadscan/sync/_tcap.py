@@ -7,17 +7,26 @@ Wire format as used by python-threatexchange's client
 send ``Authorization: Bearer <token>`` to ``api/hash-list/v2/all?order=asc&after=<checkpoint>``.
 Each page is ``{"count", "next", "previous", "checkpoint", "results": [...]}`` where a result
 carries ``hash_digest``, ``algorithm`` (``MD5``, ``SHA256``, ``SHA512``, ``PDQ``),
-``ideology``, ``file_type``, ``deleted``, ``updated_on``, ``created_on`` and ``id``; the
-``checkpoint`` (``"<updated_on>,<id>"`` of the page's last record) resumes the next sync.
-``next`` is followed until it is null; python-threatexchange appends it to the endpoint as a
-query string, while Django REST framework pagination gives an absolute URL: both are accepted,
-an absolute one only on the same host (it will carry the token).
+``ideology`` (``Far-Right``, ``Islamist``), ``file_type``, ``deleted``, ``updated_on``,
+``created_on`` and ``id``; ``checkpoint`` is ``"<updated_on>,<id>"`` of the page's last record
+and ``count`` the number of records after ``after``.
 
-Unlike python-threatexchange, which keeps only PDQ and video MD5s, image MD5 and SHA-256 are
-kept too (uploadscan hashes every upload's bytes); SHA-512 has no hash type here and is
-skipped and counted. Ideology and file type become ``ideology:<x>`` and ``file_type:<x>``
-labels, plus ``video`` for digests of video files. A ready-made token can be given instead of
-a username and password (``UPLOADSCAN_TCAP_TOKEN``).
+Paging is by checkpoint, never by ``next``: every page is requested from the configured host
+with ``after=<the previous page's checkpoint>``, and ``next`` only says whether more follow.
+That is how python-threatexchange's ``fetch_hashes_iter`` pages in the version whose tests
+record the API's JSON (its test asserts the second call is ``after="checkpoint_1"``), and how
+its ``fetch_iter`` resumes a later sync. The recorded ``next`` is an absolute URL on another
+host over plain http (``http://dev.terrorismanalytics.org/hash-list/v2/all?limit=1000&
+offset=1000&order=asc``): following it would send the bearer token elsewhere, and offset
+paging skips or repeats records that change while we page, where keyset paging does not. A
+page with ``next`` set that does not move the checkpoint is an error, not a loop.
+
+Unlike python-threatexchange, which keeps only PDQ and the MD5s of mov/m4v/mp4/webm files,
+image MD5 and SHA-256 are kept too (uploadscan hashes every upload's bytes); SHA-512 has no
+hash type here and is skipped and counted. Ideology and file type become ``ideology:<x>`` and
+``file_type:<x>`` labels, exactly as delivered (``ideology:Far-Right``: a label filter must
+match what TCAP publishes), plus ``video`` for digests of video files. A ready-made token can
+be given instead of a username and password (``UPLOADSCAN_TCAP_TOKEN``).
 """
 
 from __future__ import annotations
@@ -41,7 +50,8 @@ BASE_URL = "https://app.terrorismanalytics.org/"
 AUTH_ENDPOINT = "token-auth/tcap/"
 HASH_LIST_ENDPOINT = "api/hash-list/v2/all"
 _ALGORITHMS = {"MD5": "md5", "SHA256": "sha256", "PDQ": "pdq"}
-# python-threatexchange's _is_compatible_signal_type() treats these MD5s as video MD5s.
+# File types whose MD5 is a video's. python-threatexchange's _is_compatible_signal_type()
+# names mov, m4v, mp4 and webm; the other common video containers are videos too.
 _VIDEO_TYPES = frozenset({"mov", "m4v", "mp4", "webm", "avi", "mkv", "flv", "wmv", "3gp"})
 _MAX_PAGE_BYTES = 64 << 20
 _MAX_PAGES = 1_000_000
@@ -96,20 +106,34 @@ class TcapSource:
             "Accept": "application/json",
         }
         endpoint = self.base_url + HASH_LIST_ENDPOINT
-        query = urllib.parse.urlencode({"order": "asc", "after": checkpoint or ""})
-        url: str | None = f"{endpoint}?{query}"
-        current = checkpoint
+        after = checkpoint or ""
         for _ in range(_MAX_PAGES):
-            if url is None:
-                return
+            url = f"{endpoint}?{urllib.parse.urlencode({'order': 'asc', 'after': after})}"
             page = self._page(url, headers)
-            batch = self._batch(page, describe_url(url))
+            where = describe_url(url)
+            batch = self._batch(page, where)
             page_checkpoint = page.get("checkpoint")
-            if isinstance(page_checkpoint, str) and page_checkpoint:
-                current = page_checkpoint
-            batch.checkpoint = current
+            if page_checkpoint is not None and not isinstance(page_checkpoint, str):
+                raise SyncError(f"{where}: 'checkpoint' must be a string")
+            # An empty page may carry no checkpoint: keep the one we have, as
+            # python-threatexchange does.
+            reached = page_checkpoint or after
+            batch.checkpoint = reached or None
+            count = page.get("count")
+            if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+                batch.pending = count
+            more = page.get("next")
+            if more is not None and not isinstance(more, str):
+                raise SyncError(f"{where}: 'next' must be a string or null")
             yield batch
-            url = self._next(page.get("next"), endpoint)
+            if not more:
+                return
+            if reached == after:
+                raise SyncError(
+                    f"{self.description}: the API says more records follow checkpoint "
+                    f"{after[:60]!r} but its page did not move the checkpoint"
+                )
+            after = reached
         raise SyncError(f"{self.description}: more than {_MAX_PAGES} pages")
 
     def _bearer(self) -> Secret:
@@ -142,21 +166,6 @@ class TcapSource:
         if not isinstance(page, dict) or not isinstance(page.get("results"), list):
             raise SyncError(f"{describe_url(url)}: response has no 'results' list")
         return page
-
-    def _next(self, next_value: object, endpoint: str) -> str | None:
-        if not next_value:
-            return None
-        if not isinstance(next_value, str):
-            raise SyncError(f"{self.description}: 'next' must be a string")
-        if "://" not in next_value:  # a query string, as python-threatexchange reads it
-            return f"{endpoint}?{next_value.lstrip('?')}"
-        here, there = urllib.parse.urlsplit(self.base_url), urllib.parse.urlsplit(next_value)
-        if (there.scheme, there.netloc) != (here.scheme, here.netloc):
-            raise SyncError(
-                f"{self.description}: refused 'next' page on another host "
-                f"({describe_url(next_value)})"
-            )
-        return next_value
 
     def _batch(self, page: Mapping[str, Any], where: str) -> FetchBatch:
         skipped: Counter[str] = Counter()
@@ -200,7 +209,7 @@ def _labels(record: Mapping[str, Any], hash_type: str) -> tuple[str, ...]:
         labels.append(f"ideology:{ideology}")
     file_type = record.get("file_type")
     if isinstance(file_type, str) and file_type:
-        labels.append(f"file_type:{file_type.lower()}")
+        labels.append(f"file_type:{file_type}")
         if hash_type != "pdq" and file_type.lower() in _VIDEO_TYPES:
             labels.append("video")
     return bounded_labels(labels)

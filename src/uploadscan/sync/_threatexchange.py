@@ -10,6 +10,14 @@ absent. Each update has ``id``, ``indicator``, ``type``, ``last_updated`` and
 and ``status``. An update without ``descriptors`` is a deletion too (ThreatExchange issue 834,
 as ``ThreatUpdateJSON.should_delete`` handles it).
 
+So is an update with no descriptor we can see: an empty ``descriptors.data``, or only
+descriptors without an ``owner`` (a ThreatExchange visibility bug). python-threatexchange's
+``FBThreatExchangeIndicatorRecord.from_threatexchange_json`` skips ownerless descriptors and
+returns ``None`` when no opinion is left; ``fetch_iter`` puts that ``None`` in the delta, and a
+``None`` update deletes the signal (``naive_fetch_merge``). Keeping such an indicator would
+block uploads on a record nobody vouches for any more, so it is removed here too (and
+counted in the sync summary); an ownerless descriptor's tags and status are ignored.
+
 The checkpoint is ``{"update_time": <highest last_updated>, "last_fetch_time": <unix>}``,
 resumed with ``start_time=update_time``. ThreatExchange keeps deletion records for 90 days,
 so a checkpoint older than 85 days (``FBThreatExchangeCheckpoint.is_stale``) cannot be
@@ -209,6 +217,10 @@ class ThreatExchangeSource:
                 if update.get("should_delete") or descriptors is None:
                     final[key] = None
                     continue
+                if not descriptors:
+                    skipped["no visible descriptor (removed, as python-threatexchange does)"] += 1
+                    final[key] = None
+                    continue
                 statuses = {str(d.get("status", "")) for d in descriptors}
                 if descriptors and statuses == {"NON_MALICIOUS"}:
                     skipped["marked NON_MALICIOUS by every owner"] += 1
@@ -234,11 +246,14 @@ class ThreatExchangeSource:
 
 
 def _descriptors(update: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The update's descriptors that have an owner; ``None`` when it has no ``descriptors``."""
     descriptors = update.get("descriptors")
     if not isinstance(descriptors, dict):
         return None
     data = descriptors.get("data", [])
-    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+    if not isinstance(data, list):
+        return []
+    return [d for d in data if isinstance(d, dict) and "owner" in d]
 
 
 def _tags(descriptors: list[dict[str, Any]]) -> list[str]:
