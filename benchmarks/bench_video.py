@@ -58,9 +58,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _tmk_reference  # noqa: E402
-from conftest import find_test_data  # noqa: E402
+from _common import find_data_dir, percentile, print_machine_info  # noqa: E402
 
 from uploadscan._video_rule import compare_videos  # noqa: E402
 from uploadscan.hashing._hash_file import hash_upload  # noqa: E402
@@ -167,7 +168,7 @@ def timed(fn: Callable[[], object], repeats: int) -> list[tuple[float, float]]:
     return times
 
 
-def machine() -> str:
+def machine() -> None:
     model = platform.processor() or "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -176,10 +177,13 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (
-        f"{platform.platform()} | {model} | cpus={os.cpu_count()} | {load()} | "
-        f"python {platform.python_version()} | PyAV {av.__version__} | numpy {np.__version__} | "
-        f"vpdq {'installed' if vpdq is not None else 'MISSING'}"
+    print_machine_info(
+        [
+            ("cpu model", model),
+            ("load", load()),
+            ("PyAV", f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})"),
+            ("vpdq", "installed" if vpdq is not None else "MISSING"),
+        ]
     )
 
 
@@ -206,6 +210,11 @@ def interleaved(
 
 def medians(values: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(w for w, _ in values), statistics.median(c for _, c in values)
+
+
+def p99(values: list[tuple[float, float]]) -> float:
+    """Nearest-rank p99 of the wall times (the slowest of a handful of repeats)."""
+    return percentile([w for w, _ in values], 99)
 
 
 def with_chunk_threads(thread_type: str | None, fn: Callable[[], object]) -> Callable[[], object]:
@@ -238,11 +247,15 @@ def speed(clip: Path, repeats: int) -> None:
     print(f"{load()} after")
     wall0, cpu0 = medians(samples["uploadscan"])
     print(f"\nclip: {clip.name} ({clip.stat().st_size / 1e6:.1f} MB), {repeats} repeats")
-    print("| pipeline | median wall s | median CPU s | wall x uploadscan | CPU x uploadscan |")
-    print("|---|---|---|---|---|")
+    print(
+        "| pipeline | median wall s | p99 wall s | median CPU s | wall x uploadscan "
+        "| CPU x uploadscan |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, values in samples.items():
         wall, cpu = medians(values)
-        print(f"| {name} | {wall:.3f} | {cpu:.3f} | {wall / wall0:.2f} | {cpu / cpu0:.2f} |")
+        print(f"| {name} | {wall:.3f} | {p99(values):.3f} | {cpu:.3f} | {wall / wall0:.2f} "
+              f"| {cpu / cpu0:.2f} |")  # fmt: skip
     frames = ours(clip)
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
@@ -298,16 +311,19 @@ def tmk_speed(data: Path, clip: Path, repeats: int, *, build: bool) -> None:
     expected = parse_tmk(out.read_bytes())
     ref_wall, ref_cpu = medians(samples["reference tmk-hash-video"])
     print(f"\nclip: {clip.name}, {repeats} repeats; speedup = reference / row")
-    print("| pipeline | median wall s | median CPU s | wall speedup | CPU speedup | L1 / L2 |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| pipeline | median wall s | p99 wall s | median CPU s | wall speedup | CPU speedup "
+        "| L1 / L2 |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, values in samples.items():
         wall, cpu = medians(values)
         score = ""
         if name in results:
             pair = two_level_score(expected, results[name])
             score = f"{pair.level1:.6f} / {pair.level2:.6f}"
-        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {ref_wall / wall:.2f}x | {ref_cpu / cpu:.2f}x "
-              f"| {score} |")  # fmt: skip
+        print(f"| {name} | {wall:.2f} | {p99(values):.2f} | {cpu:.2f} | {ref_wall / wall:.2f}x "
+              f"| {ref_cpu / cpu:.2f}x | {score} |")  # fmt: skip
 
 
 def verdicts(data: Path) -> None:
@@ -352,12 +368,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 s clip, 1 repeat, no verdicts")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    data = find_test_data()
+    data = find_data_dir()
     seconds = 10 if args.quick else 60
     work = Path(tempfile.gettempdir()) / "uploadscan-bench-video"
     work.mkdir(exist_ok=True)
     clip = work / f"clip{seconds}s_720p_h264.mp4"
-    print(machine())
+    machine()
     print(
         "threads: uploadscan decodes GOP chunks on min(4, cpus) threads, FFmpeg frame threads "
         "in each (auto); its every-frame pass is one decoder with FFmpeg auto threads; vpdq "
