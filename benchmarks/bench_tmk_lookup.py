@@ -128,8 +128,22 @@ def build(path: Path, listed: int, queries: int, seed: int) -> None:
 
 
 def _rss() -> int:
+    """Resident bytes: anonymous memory plus mapped file pages (``/proc/self/statm``)."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_parts() -> str:
+    """The anonymous / file-backed split of resident memory, in MB."""
+    parts = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("RssAnon", "RssFile")):
+                key, value = line.split(":")
+                parts[key] = int(value.split()[0]) / 1e3
+    return (
+        f"anonymous {parts.get('RssAnon', 0):.1f} MB, file pages {parts.get('RssFile', 0):.1f} MB"
+    )
 
 
 def measure(path: Path) -> None:
@@ -138,10 +152,12 @@ def measure(path: Path) -> None:
     vectors = [TMK.vectors(parse_text(t).to_bytes()) for t in texts]
     gc.collect()
     before = _rss()
+    parts_before = _rss_parts()
     started = time.perf_counter()
     index = VectorIndex.open(TMK, path)
     opened = time.perf_counter() - started
     after_open = _rss()
+    parts_open = _rss_parts()
     listed = len(index)
     raw = index.vector_count * FEATURE_DIMENSION * 4
     level1: list[float] = []
@@ -194,6 +210,7 @@ def measure(path: Path) -> None:
           f"{(after_search - after_open) / 1e6:.1f} MB after {len(texts)} searches (the "
           f"shortlisted values' pages, read from the memory-mapped "
           f"{path.stat().st_size / 1e6:.0f} MB file)")  # fmt: skip
+    print(f"process before opening: {parts_before}; after: {parts_open}")
     assert missed == 0 and extra == 0, "recall at the threshold must equal brute force"
     assert kept == len(texts)
 
