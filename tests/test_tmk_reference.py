@@ -9,8 +9,11 @@ frames the reference hashes.
 - our hash of every sample video scores >= 0.99 at both levels against its sample hash (in
   fact >= 0.9996 fast, >= 0.9999 exact), with the reference's frame count;
 - our scorer makes the reference's decision at 0.7/0.7 on all 105 sample pairs;
-- a block list of reference values flags the sample videos and re-encoded, rescaled, grey,
-  VP9, letterboxed and mirrored copies of listed videos, and no unrelated video.
+- a block list of the reference's sample ``.tmk`` files, added the public way (a JSON-lines
+  list file of ThreatExchange ``HASH_TMK`` values made from the files' bytes, ``add_list`` and
+  ``sync``), flags the sample videos and re-encoded, rescaled, grey, VP9, letterboxed and
+  mirrored copies of listed videos, and no unrelated video (the unlisted sample, the synthetic
+  videos, made videos and the bundled fixtures), each unrelated one's best score far below.
 
 Without ``../shared/data`` (or ``$UPLOADSCAN_TEST_DATA``) the module is skipped, saying so;
 ``test_tmk_video.py`` still tests TMK end to end on media it makes itself.
@@ -18,7 +21,9 @@ Without ``../shared/data`` (or ``$UPLOADSCAN_TEST_DATA``) the module is skipped,
 
 from __future__ import annotations
 
+import base64
 import csv
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,8 +32,8 @@ import _tmk_reference as reference
 import av
 import numpy as np
 import pytest
-from _made_videos import Copy, encode, encode_copies, grey, letterbox, mirror
-from conftest import find_test_data
+from _made_videos import Copy, encode, encode_copies, grey, letterbox, mirror, shots
+from _media import ANIMATED_GIF, CLIP_A, CLIP_B, find_extended_data, fixture
 from PIL import Image
 
 from uploadscan import Scanner
@@ -38,22 +43,24 @@ from uploadscan.hashing._tmk_format import DIHEDRAL, TmkHash, parse_tmk, transfo
 from uploadscan.hashing._tmk_rate import RateConverter
 from uploadscan.hashing._tmk_score import level2_score, two_level_score
 from uploadscan.media._video_plan import StreamClock
-from uploadscan.store._lists import EntryUpsert
 
 
 def _data() -> Path | None:
     try:
-        return find_test_data()
+        return find_extended_data()[0]
     except RuntimeError:
         return None
 
 
 DATA = _data()
-pytestmark = pytest.mark.skipif(
-    DATA is None,
-    reason="../shared/data (or $UPLOADSCAN_TEST_DATA) is absent: the reference TMK samples "
-    "live there; test_tmk_video.py tests TMK on self-made media",
-)
+pytestmark = [
+    pytest.mark.extended,
+    pytest.mark.skipif(
+        DATA is None,
+        reason="../shared/data (or $UPLOADSCAN_TEST_DATA) is absent: the reference TMK samples "
+        "live there; test_tmk_video.py tests TMK on made videos and the bundled fixtures",
+    ),
+]
 TE = (DATA or Path("/nonexistent")) / "threatexchange" / "tmk"
 SAMPLE_VIDEOS = TE / "sample-videos"
 SAMPLE_HASHES = TE / "sample-hashes"
@@ -119,6 +126,7 @@ def test_sample_videos_hash_like_the_reference(name: str, mode: TmkMode) -> None
     ours = _ours(SAMPLE_VIDEOS / f"{name}.mp4", mode)
     assert ours.frame_count == expected.frame_count
     score = two_level_score(expected, ours)
+    print(f"\n| {name} | {mode.value} | {score.level1:.6f} | {score.level2:.6f} |")
     floor = 0.9999 if mode is TmkMode.EXACT else 0.999
     assert score.level1 >= floor and score.level2 >= floor, score
 
@@ -304,9 +312,13 @@ def uploads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, s
     """Every upload the detection test scans, with the family it must match (None: none)."""
     folder = tmp_path_factory.mktemp("tmk-copies")
     out: dict[str, tuple[Path, str | None]] = {}
+    # One listed original per family (test_sample_videos_hash_like_the_reference scores
+    # every one), and the sample video that has no sample hash.
+    for name in ("chair-orig-22-sd-bar", "doorknob-hd-no-bar", "pattern-longer-no-bar"):
+        out[name] = (SAMPLE_VIDEOS / f"{name}.mp4", _family(name))
     for path in sorted(SAMPLE_VIDEOS.glob("*.mp4")):
-        listed = (SAMPLE_HASHES / f"{path.stem}.tmk").exists()
-        out[path.stem] = (path, _family(path.stem) if listed else None)
+        if not (SAMPLE_HASHES / f"{path.stem}.tmk").exists():
+            out[path.stem] = (path, None)
     out.update(_copies(folder))
     for path in sorted(SYNTHETIC.glob("*.mp4")):
         out[path.name] = (path, None)  # none of these is on the sample list
@@ -317,32 +329,70 @@ def uploads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, s
         transform=letterbox,
     )
     out["pan_lr_kodim13 letterboxed"] = (path, None)
+    for name in (CLIP_A, CLIP_B, ANIMATED_GIF):
+        out[f"fixtures/{name}"] = (fixture(name), None)
+    out["made video 21"] = (encode(folder / "made21.mp4", shots(21)), None)
+    out["made video 22 mirrored"] = (
+        encode(folder / "made22.mp4", shots(22), transform=mirror),
+        None,
+    )
     return out
+
+
+def _hash_tmk_indicator(data: bytes) -> str:
+    """ThreatExchange's ``HASH_TMK`` text of a ``.tmk`` file, made from its bytes alone: the
+    first 12 bytes as ASCII, ``|``, the base64 of the rest."""
+    return data[:12].decode("ascii") + "|" + base64.b64encode(data[12:]).decode("ascii")
 
 
 @pytest.fixture(scope="module")
 def scanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scanner]:
-    """A block list of the reference's own sample hashes."""
-    home = tmp_path_factory.mktemp("tmk-reference-home")
-    upserts = [
-        EntryUpsert("tmk", parse_tmk(p.read_bytes()).to_text(), external_id=p.stem)
-        for p in sorted(SAMPLE_HASHES.glob("*.tmk"))
-    ]
-    with Scanner.open(home) as opened:
-        opened.add_list("reference", kind="block", source=None)
-        opened.store.apply_batch("reference", upserts)
+    """A block list of the reference's own sample hashes, synced from a list file."""
+    folder = tmp_path_factory.mktemp("tmk-reference-list")
+    listing = folder / "reference-tmk.jsonl"
+    with listing.open("w") as out:
+        for path in sorted(SAMPLE_HASHES.glob("*.tmk")):
+            value = _hash_tmk_indicator(path.read_bytes())
+            out.write(json.dumps({"hash_type": "tmk", "value": value, "id": path.stem}) + "\n")
+    with Scanner.open(folder / "home") as opened:
+        opened.add_list("reference", kind="block", source=str(listing))
+        [result] = opened.sync()
+        assert result.ok and result.added == len(list(SAMPLE_HASHES.glob("*.tmk"))), result
         yield opened
 
 
-def test_detection(
-    scanner: Scanner, uploads: dict[str, tuple[Path, str | None]], request: pytest.FixtureRequest
-) -> None:
+def _best_score(upload: Path) -> tuple[float, float]:
+    """The highest level 1 and level 2 of any query form the scanner sends for ``upload`` (as
+    computed, mirrored, inside its bars) against any listed sample hash."""
+    hashed = hash_upload(upload, types=[TmkHashType()], variants=True)
+    forms = [parse_tmk(TmkHashType().to_bytes(q.value)) for q in hashed.queries
+             if q.hash_type == "tmk"]  # fmt: skip
+    assert forms, upload
+    scores = [two_level_score(_sample(p.stem), form)
+              for p in SAMPLE_HASHES.glob("*.tmk") for form in forms]  # fmt: skip
+    return max(s.level1 for s in scores), max(s.level2 for s in scores)
+
+
+def test_detection(scanner: Scanner, uploads: dict[str, tuple[Path, str | None]]) -> None:
     """Every copy of a listed video is flagged by its original, nothing unrelated is."""
     rows = []
     for name, (path, family) in uploads.items():
         verdict = scanner.scan(path)
-        matched = sorted({m.external_id or "" for m in verdict.matches if m.hash_type == "tmk"})
-        families = {_family(m) for m in matched}
-        rows.append((name, family, matched, verdict.action.value))
-        assert families == ({family} if family is not None else set()), (name, matched)
-    request.node.user_properties.append(("detection", rows))
+        tmk_matches = [m for m in verdict.matches if m.hash_type == "tmk"]
+        matched = sorted({m.external_id or "" for m in tmk_matches})
+        assert {_family(m) for m in matched} == ({family} if family else set()), (name, matched)
+        if family is not None:
+            assert verdict.action.value == "block", (name, verdict.reasons)
+            evidence = [m.evidence or {} for m in tmk_matches]
+            level1 = max(float(e["level1"]) for e in evidence)
+            level2 = max(float(e["level2"]) for e in evidence)
+        else:
+            assert verdict.action.value == "allow" and not verdict.matches, (name, verdict)
+            level1, level2 = _best_score(path)
+            assert level1 < 0.7 or level2 < 0.7, name
+        rows.append((name, family, verdict.action.value, matched, level1, level2))
+    print("\n| upload | copy of | verdict | matched entries | level 1 | level 2 |")
+    print("|---|---|---|---|---|---|")
+    for name, family, action, matched, level1, level2 in rows:
+        print(f"| {name} | {family or '-'} | {action} | {len(matched)} | {level1:.3f} "
+              f"| {level2:.3f} |")  # fmt: skip

@@ -2,8 +2,10 @@
 
 One decode pass feeds PDQ frames and TMK; ``hash_file`` returns a ``.tmk`` file; the CLI
 writes them; a list of TMK values flags re-encoded, rescaled, grey, VP9, letterboxed and
-mirrored copies of a listed video and nothing unrelated; per-list thresholds decide; verdicts
-abbreviate the values; the level-1 index agrees with brute force at the threshold.
+mirrored copies of a listed video and nothing unrelated (on made videos, and on the bundled
+fixture ``clip_a.mp4`` put on an own list the public way); per-list thresholds decide;
+verdicts abbreviate the values; the level-1 index agrees with brute force at the threshold.
+The golden values against the reference are in ``test_tmk_reference.py`` (extended corpus).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
-from _made_videos import encode, grey, letterbox, mirror, rescale, shots
+from _made_videos import Copy, encode, encode_copies, grey, letterbox, mirror, rescale, shots
+from _media import ANIMATED_GIF, CLIP_A, CLIP_B, fixture
 from PIL import Image
 
 import uploadscan
@@ -274,3 +278,80 @@ def test_level1_search_equals_brute_force_at_the_threshold(
         hits = TMK.search(index, query.to_text(), 0.7)
         assert {h.row for h in hits} == expected
         assert all(h.evidence["level1"] >= 0.7 and h.measure > 0.99 for h in hits)
+
+
+# ----------------------------------------------------------------------------- bundled fixtures
+
+
+def _decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def _best_tmk_score(listed: TmkHash, upload: Path) -> tuple[float, float]:
+    """The highest (level 1, level 2) of any query form the scanner would send for
+    ``upload`` (as computed, mirrored, inside its bars) against ``listed``."""
+    hashed = hash_upload(upload, types=[TMK], variants=True)
+    forms = [parse_tmk(TMK.to_bytes(q.value)) for q in hashed.queries if q.hash_type == "tmk"]
+    assert forms, upload
+    scores = [two_level_score(listed, form) for form in forms]
+    return max(s.level1 for s in scores), max(s.level2 for s in scores)
+
+
+@pytest.fixture(scope="module")
+def fixture_uploads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, bool]]:
+    """Uploads for the own-list test: copies of ``clip_a.mp4`` made with PyAV (True: must
+    match) and unrelated media: the other bundled fixtures and made videos (False)."""
+    folder = tmp_path_factory.mktemp("tmk-fixture-copies")
+    frames = _decoded(fixture(CLIP_A))  # 8 s at 10 fps, 320x240
+    copies = {
+        "reencoded": Copy(folder / "reencoded.mp4", options={"crf": "36", "preset": "faster"}),
+        "rescaled": Copy(folder / "rescaled.mp4", transform=rescale(176, 132)),
+        "grey": Copy(folder / "grey.mp4", transform=grey),
+        "vp9": Copy(folder / "vp9.webm", "libvpx-vp9", FAST_VP9),
+        "letterboxed": Copy(folder / "letterboxed.mp4", transform=letterbox),
+        "mirrored": Copy(folder / "mirrored.mp4", transform=mirror),
+    }
+    encode_copies(iter(frames), list(copies.values()), fps=10)
+    out = {f"clip_a {name}": (copy.path, True) for name, copy in copies.items()}
+    out[CLIP_B] = (fixture(CLIP_B), False)
+    out[ANIMATED_GIF] = (fixture(ANIMATED_GIF), False)
+    out["made video 12"] = (encode(folder / "made12.mp4", shots(12)), False)
+    boxed = encode(folder / "made13_boxed.mp4", shots(13), transform=letterbox)
+    out["made video 13 letterboxed"] = (boxed, False)
+    out["made video 14 mirrored"] = (
+        encode(folder / "made14.mp4", shots(14), transform=mirror),
+        False,
+    )
+    return out
+
+
+def test_an_own_list_of_a_bundled_video_flags_its_copies_only(
+    fixture_uploads: dict[str, tuple[Path, bool]], tmp_path: Path
+) -> None:
+    """The decision behaviour without the extended corpus: ``clip_a.mp4`` put on an own list
+    (``local:`` source, ``Scanner.add_media``), every copy blocked by its TMK entry, every
+    unrelated upload allowed with its best TMK score far below the thresholds."""
+    rows = []
+    with Scanner.open(tmp_path / "home") as scanner:
+        scanner.add_list("ours", kind="block", source="local:")
+        entry = scanner.add_media("ours", fixture(CLIP_A), entry_id="clip-a")
+        assert entry.counts.get("tmk") == 1, entry
+        listed = _value(fixture(CLIP_A))
+        for name, (path, is_copy) in fixture_uploads.items():
+            verdict = scanner.scan(path)
+            tmk_matches = [m for m in verdict.matches if m.hash_type == "tmk"]
+            if is_copy:
+                assert verdict.action is Action.BLOCK, (name, verdict.reasons)
+                assert [m.external_id for m in tmk_matches] == ["clip-a"], name
+                evidence = tmk_matches[0].evidence or {}
+                level1, level2 = float(evidence["level1"]), float(evidence["level2"])
+                assert level1 >= 0.7 and level2 >= 0.7
+            else:
+                assert verdict.action is Action.ALLOW and not verdict.matches, (name, verdict)
+                level1, level2 = _best_tmk_score(listed, path)
+                assert level1 < 0.7 or level2 < 0.7, name
+            rows.append((name, is_copy, verdict.action.value, level1, level2))
+    print("\n| upload | a copy? | verdict | level 1 | level 2 |\n|---|---|---|---|---|")
+    for name, is_copy, action, level1, level2 in rows:
+        print(f"| {name} | {'yes' if is_copy else 'no'} | {action} | {level1:.3f} | {level2:.3f} |")
