@@ -108,6 +108,7 @@ def test_own_video_matches_a_reencoded_copy(scanner: Scanner, tmp_path: Path) ->
         entry = scanner.add_media("ours", clip)
         assert entry.entry_id == uploadscan.hash_file(clip).sha256  # default: the SHA-256
         assert entry.counts.get("pdq", 0) >= 2  # the video's frames
+        assert entry.counts.get("tmk") == 1  # and the whole video
         # Re-encoded smaller: another file, the same moments.
         copy = tmp_path / "copy.mp4"
         with av.open(io.BytesIO(clip)) as source, av.open(str(copy), "w") as out:
@@ -125,6 +126,9 @@ def test_own_video_matches_a_reencoded_copy(scanner: Scanner, tmp_path: Path) ->
         verdict = scanner.scan(copy)
         assert verdict.action is Action.BLOCK, verdict.reasons
         assert any(m.video == entry.entry_id for m in verdict.matches)
+        assert any(
+            m.hash_type == "tmk" and m.external_id == entry.entry_id for m in verdict.matches
+        )
         assert scanner.scan(video(4)).action is Action.ALLOW
 
 
