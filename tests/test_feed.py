@@ -7,6 +7,7 @@ responses, and redirects to another host.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import time
@@ -14,9 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import run
 from _local_http import LocalServer, Reply, Request
+from _tmk_values import CLIP_A, CLIP_B, fixture_tmk
 
 from uploadscan import ConfigError, FeedVerificationError, SyncError
+from uploadscan.hashing._tmk_format import encode_text
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
 from uploadscan.store._lists import ListKind
 from uploadscan.store._store import Store
@@ -27,6 +31,7 @@ from uploadscan.sync import (
     source_from_uri,
     sync_list,
 )
+from uploadscan.sync._feed_format import MAX_LINE
 
 PDQ_A, PDQ_B = PdqHashType.example_values
 MD5_A, MD5_B = Md5HashType.example_values
@@ -336,3 +341,45 @@ def test_publisher_output_matches_the_documented_format(feed: Feed) -> None:
         generate_keypair(feed.key)
     with pytest.raises(ConfigError, match="sequence must be above"):
         feed.publish(f"pdq {PDQ_A}", sequence=1)
+
+
+def test_tmk_entries_round_trip_through_feed_publish_and_sync(
+    store: Store, feed: Feed, tmp_path: Path
+) -> None:
+    # A publisher's list of videos as .tmk files (our hasher's, of bundled fixture videos),
+    # published with the real CLI; each value travels as its HASH_TMK text in an entry line.
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "case-1.tmk").write_bytes(fixture_tmk(CLIP_A))
+    (videos / "pictures.txt").write_text(f"pdq {PDQ_A}\n", encoding="utf-8")
+
+    def publish() -> None:
+        out = run("feed", "publish", str(videos), str(feed.dir), "--key", str(feed.key),
+                  "--name", "tvec")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+
+    publish()
+    first = _sync(store, feed)
+    clip_a, clip_b = encode_text(fixture_tmk(CLIP_A)), encode_text(fixture_tmk(CLIP_B))
+    assert first.added == 2  # type: ignore[attr-defined]
+    got = {(e.hash_type, e.value): e.external_id for e in store.list_entries("tvec")}
+    assert got == {("tmk", clip_a): "case-1", ("pdq", PDQ_A): None}
+
+    # The next version adds one video and withdraws the other: a delta of one upsert and one
+    # delete, each a 351 KB line within the format's 1 MiB.
+    (videos / "case-1.tmk").unlink()
+    (videos / "case-2.tmk").write_bytes(fixture_tmk(CLIP_B))
+    publish()
+    delta = feed.dir / "delta-1-2.jsonl.gz"
+    lines = [json.loads(x) for x in gzip.decompress(delta.read_bytes()).splitlines()]
+    assert sorted((x.get("op", "upsert"), x["value"] == clip_b) for x in lines) == [
+        ("delete", False),
+        ("upsert", True),
+    ]
+    assert max(len(x) for x in gzip.decompress(delta.read_bytes()).splitlines()) < MAX_LINE
+    feed.server.log.clear()
+    second = _sync(store, feed)
+    assert (second.added, second.removed) == (1, 1)  # type: ignore[attr-defined]
+    assert "/feed/delta-1-2.jsonl.gz" in feed.server.paths()
+    got = {(e.hash_type, e.value): e.external_id for e in store.list_entries("tvec")}
+    assert got == {("tmk", clip_b): "case-2", ("pdq", PDQ_A): None}

@@ -23,7 +23,7 @@ def test_builtin_names_are_the_stable_storage_keys() -> None:
 
 def test_unknown_type_names_the_known_ones() -> None:
     with pytest.raises(UnknownHashTypeError, match=r"known types: .*pdq"):
-        hashtypes.get("tmk")
+        hashtypes.get("photodna")
 
 
 def test_pdq_validate_normalises_and_rejects() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from _media import CLIP_A, CLIP_B, fixture
 from PIL import Image, ImageOps
 
 import uploadscan
@@ -107,14 +108,17 @@ def test_own_video_matches_a_reencoded_copy(scanner: Scanner, tmp_path: Path) ->
         entry = scanner.add_media("ours", clip)
         assert entry.entry_id == uploadscan.hash_file(clip).sha256  # default: the SHA-256
         assert entry.counts.get("pdq", 0) >= 2  # the video's frames
+        assert entry.counts.get("tmk") == 1  # and the whole video
         # Re-encoded smaller: another file, the same moments.
         copy = tmp_path / "copy.mp4"
         with av.open(io.BytesIO(clip)) as source, av.open(str(copy), "w") as out:
             stream = out.add_stream("libx264", rate=10)
             stream.width, stream.height, stream.pix_fmt = 240, 180, "yuv420p"
-            for frame in source.decode(video=0):
+            for index, frame in enumerate(source.decode(video=0)):
                 small = frame.reformat(width=240, height=180)
-                small.pts = None
+                # Timestamps of its own: frames left without one all land at 0 s, a 0.1 s
+                # video to ffmpeg (and to the decoder, which keeps ffmpeg's clock).
+                small.pts, small.time_base = index, Fraction(1, 10)
                 for packet in stream.encode(small):
                     out.mux(packet)
             for packet in stream.encode(None):
@@ -122,6 +126,9 @@ def test_own_video_matches_a_reencoded_copy(scanner: Scanner, tmp_path: Path) ->
         verdict = scanner.scan(copy)
         assert verdict.action is Action.BLOCK, verdict.reasons
         assert any(m.video == entry.entry_id for m in verdict.matches)
+        assert any(
+            m.hash_type == "tmk" and m.external_id == entry.entry_id for m in verdict.matches
+        )
         assert scanner.scan(video(4)).action is Action.ALLOW
 
 
@@ -213,3 +220,68 @@ def test_cli_add_media_remove_entry_export_and_review(tmp_path: Path) -> None:
     removed = cli("lists", "remove-entry", "ours", "video-1", "--home", home)
     assert removed.returncode == 0, removed.stderr
     assert json.loads(cli("scan", str(clip), "--home", home).stdout)["action"] == "allow"
+
+
+def _reencode(source: Path, target: Path, size: tuple[int, int], crf: str) -> Path:
+    """``source``'s picture re-encoded smaller and at another quality (no audio): another
+    file, the same moments, as a re-upload would be."""
+    with av.open(str(source)) as original, av.open(str(target), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"crf": crf})
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for index, frame in enumerate(original.decode(video=0)):
+            small = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+            small.pts, small.time_base = index, Fraction(1, 10)
+            for packet in stream.encode(small):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return target
+
+
+def test_own_fixture_video_blocks_its_reencoded_copy_by_tmk_and_exports_tmk_files(
+    tmp_path: Path,
+) -> None:
+    clip = fixture(CLIP_A)  # the bundled H.264 fixture, 320x240, 8 s
+    copy = _reencode(clip, tmp_path / "copy.mp4", (240, 180), crf="30")
+    home = str(tmp_path / "home")
+    out = cli("lists", "add", "ours", "--kind", "block", "--source", "local:", "--home", home)
+    assert out.returncode == 0, out.stderr
+    out = cli("lists", "add-media", "ours", str(clip), "--id", "case-9", "--label", "attack",
+              "--json", "--home", home)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    added = json.loads(out.stdout)["added"]
+    assert added["tmk"] == 1 and added["pdq"] >= 2  # the whole video and its frames
+
+    with Scanner.open(home) as scanner:
+        verdict = scanner.scan(copy)
+        assert verdict.action is Action.BLOCK, verdict.reasons
+        (tmk,) = [m for m in verdict.matches if m.hash_type == "tmk"]
+        assert (tmk.list_name, tmk.external_id, tmk.labels) == ("ours", "case-9", ("attack",))
+        assert tmk.evidence is not None
+        assert tmk.evidence["level1"] >= 0.9 and tmk.evidence["level2"] >= 0.9, tmk.evidence
+        assert any(m.hash_type == "pdq" and m.video == "case-9" for m in verdict.matches)
+        assert scanner.scan(fixture(CLIP_B)).action is Action.ALLOW
+
+    # Exported for sharing: the TMK as the reference-layout .tmk file, one per entry.
+    exported = tmp_path / "export"
+    out = cli("lists", "export", "ours", str(exported), "--home", home)
+    assert out.returncode == 0, out.stderr
+    tmk_file = exported / "tmk" / "case-9.tmk"
+    assert tmk_file.read_bytes() == uploadscan.hash_file(clip).tmk
+    assert not any(line.startswith("tmk") for line in (exported / "ours.txt").read_text().split())
+    # Another platform lists the folder of .tmk files and blocks the re-encoded copy too.
+    other = str(tmp_path / "other")
+    out = cli("lists", "add", "shared", "--source", str(exported / "tmk"), "--home", other)
+    assert out.returncode == 0, out.stderr
+    assert cli("sync", "--home", other).returncode == 0
+    scan = cli("scan", str(copy), "--home", other)
+    assert scan.returncode == 1, scan.stderr
+    matches = json.loads(scan.stdout)["matches"]
+    assert [(m["hash_type"], m["external_id"]) for m in matches] == [("tmk", "case-9")]
+
+    # Removed from the list, the next export no longer carries the video's files.
+    assert cli("lists", "remove-entry", "ours", "case-9", "--home", home).returncode == 0
+    out = cli("lists", "export", "ours", str(exported), "--home", home)
+    assert out.returncode == 0, out.stderr
+    assert not tmk_file.exists() and not (exported / "videos" / "case-9.txt").exists()
+    assert "removed" in out.stdout

@@ -202,7 +202,7 @@ def test_lookup_precomputed_hashes(scanner: Scanner) -> None:
     with pytest.raises(uploadscan.InvalidHashError):
         scanner.lookup({"pdq": "xyz"})
     with pytest.raises(uploadscan.UnknownHashTypeError):
-        scanner.lookup({"tmk": "00"})
+        scanner.lookup({"photodna": "00"})
 
 
 def test_audit_review_and_feedback(scanner: Scanner) -> None:

@@ -257,7 +257,7 @@ def test_lookup_reference_hashes(client: httpx.Client) -> None:
         ({"pdq": "abc"}, "invalid_hash", "pdq"),
         ({"md5": ["0" * 32, "xyz"]}, "invalid_hash", "md5"),
         ({"pdq": 17}, "invalid_hash", "pdq"),
-        ({"tmk": "00"}, "unknown_hash_type", "tmk"),
+        ({"photodna": "00"}, "unknown_hash_type", "photodna"),
         ({}, "bad_request", "JSON object"),
         (["pdq"], "bad_request", "JSON object"),
     ],
@@ -432,7 +432,7 @@ def test_hma_lookup_shape(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("params", "status", "message"),
     [
-        ({"signal": "00", "signal_type": "tmk"}, 400, "No such SignalType 'tmk'"),
+        ({"signal": "00", "signal_type": "photodna"}, 400, "No such SignalType 'photodna'"),
         ({"signal": "zz", "signal_type": "pdq"}, 400, "invalid signal: "),
         ({"signal_type": "pdq"}, 400, "Either url or both signal and signal_type are required"),
         ({"url": "http://example.invalid/a.jpg"}, 403, "Hashing is disabled, missing role"),

@@ -18,8 +18,11 @@ from typing import Any
 
 import pytest
 from _local_http import LocalServer, Reply, Request
+from _media import fixture
+from _tmk_values import CLIP_A, CLIP_B, fixture_tmk
 
-from uploadscan import ConfigError, SyncError
+from uploadscan import Action, ConfigError, Scanner, SyncError
+from uploadscan.hashing._tmk_format import encode_text
 from uploadscan.hashtypes import Md5HashType, PdqHashType, Sha256HashType
 from uploadscan.store._lists import EntryUpsert, ListKind
 from uploadscan.store._store import Store
@@ -253,3 +256,55 @@ def test_updates_without_a_visible_descriptor_are_deleted(
     assert _entries(store) == {("sha256", SHA_A): ("terrorism",)}
     assert (result.added, result.removed) == (1, 2)
     assert result.skipped == {"no visible descriptor (removed, as python-threatexchange does)": 3}
+
+
+def test_hash_tmk_indicators_sync_and_match_the_video(
+    tmp_path: Path, server: LocalServer, te: FakeThreatExchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The indicator text of a real video: our hasher's .tmk of a bundled fixture, in the
+    # HASH_TMK form ThreatExchange carries it in (12 magic bytes, '|', base64 of the rest).
+    listed, other = encode_text(fixture_tmk(CLIP_A)), encode_text(fixture_tmk(CLIP_B))
+    te.add("HASH_TMK", listed, tags=("terrorism", "media_type_long_hash_video"))
+    te.add("HASH_TMK", other, tags=("violence",))
+    te.add("HASH_PDQ", PDQ_A)
+    te.add("HASH_TMK", other, delete=True)  # withdrawn again
+    monkeypatch.setenv("UPLOADSCAN_THREATEXCHANGE_TOKEN", TOKEN)
+    uri = f"threatexchange:{GROUP}?base_url={server.url}/v26.0&page_size=2"
+    with Scanner.open(tmp_path / "scanner") as scanner:
+        scanner.add_list("gifct", kind="block", source=uri)
+        (result,) = scanner.sync()
+        # Two updates a page: the second page withdraws a video the first one added.
+        assert result.error is None and (result.added, result.removed) == (3, 1)
+        assert "HASH_TMK" in server.log[0].query["types"][0].split(",")
+        entries = {(e.hash_type, e.external_id): e for e in scanner.store.list_entries("gifct")}
+        assert set(entries) == {("tmk", "9001"), ("pdq", "9003")}
+        assert entries["tmk", "9001"].value == listed
+        assert entries["tmk", "9001"].labels == ("media_type_long_hash_video", "terrorism")
+
+        verdict = scanner.scan(fixture(CLIP_A))
+        assert verdict.action is Action.BLOCK, verdict.reasons
+        (match,) = [m for m in verdict.matches if m.hash_type == "tmk"]
+        assert (match.list_name, match.external_id, match.labels) == (
+            "gifct",
+            "9001",
+            ("media_type_long_hash_video", "terrorism"),
+        )
+        assert match.evidence is not None
+        assert match.evidence["level1"] >= 0.99 and match.evidence["level2"] >= 0.99
+        assert scanner.scan(fixture(CLIP_B)).action is Action.ALLOW
+
+
+def test_malformed_hash_tmk_indicators_fail_the_batch(
+    store: Store, server: LocalServer, te: FakeThreatExchange
+) -> None:
+    te.add("HASH_PDQ", PDQ_A)
+    _sync(store, server)
+    before = (_entries(store), store.get_list("gifct").checkpoint)
+    text = encode_text(fixture_tmk(CLIP_A))
+    te.add("HASH_TMK", text[:-8])  # cut short: the header promises more
+    with pytest.raises(SyncError, match=r"update \d \(id '9002'\): .*implies"):
+        _sync(store, server)
+    te.updates[-1]["indicator"] = "TMK1FVECPDQF|" + "A" * 50 + "*"
+    with pytest.raises(SyncError, match=r"id '9002'.*base64"):
+        _sync(store, server)
+    assert (_entries(store), store.get_list("gifct").checkpoint) == before

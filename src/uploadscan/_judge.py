@@ -12,9 +12,10 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ._action import Action
-from ._errors import UploadScanError
+from ._errors import UnknownHashTypeError, UploadScanError
 from ._policy import decide, list_problems
 from ._verdict import Match, ScanErrorInfo, Verdict, new_verdict_id
+from .hashing._registry import registry
 from .store._audit import DecisionOrigin, DecisionRecord, ReviewStatus
 from .store._lists import HashList
 
@@ -52,7 +53,7 @@ def judge(
     return Verdict(
         action=decision.action,
         matches=tuple(matches),
-        hashes={k: tuple(v) for k, v in hashes.items()},
+        hashes={k: _shown(k, v) for k, v in hashes.items()},
         errors=tuple(
             ScanErrorInfo(type(e).__name__, f"{error_prefix}: {e}" if error_prefix else str(e))
             for e in errors
@@ -64,6 +65,16 @@ def judge(
         id=verdict_id or new_verdict_id(),
         created=now,
     )
+
+
+def _shown(hash_type: str, values: Sequence[str]) -> tuple[str, ...]:
+    """Values as verdicts show them: a TMK value is 351,125 characters, so types abbreviate
+    what is too big for a verdict, a JSON answer or a decision-log row (``short_form``)."""
+    try:
+        shown = registry.get(hash_type).short_form
+    except UnknownHashTypeError:
+        return tuple(values)
+    return tuple(shown(v) for v in values)
 
 
 def decision_record(

@@ -127,10 +127,12 @@ def entry_keys(store: Store, list_name: str, entry_id: str) -> list[tuple[str, s
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
-    """Files written by ``export_list`` and the values kept back because they stay local."""
+    """Files written by ``export_list``, the values kept back because they stay local, and
+    the files of an earlier export removed because their entries are gone."""
 
     files: tuple[Path, ...]
     kept_local: dict[str, int]
+    removed: tuple[Path, ...] = ()
 
 
 def export_list(store: Store, name: str, directory: Path) -> ExportResult:
@@ -140,6 +142,10 @@ def export_list(store: Store, name: str, directory: Path) -> ExportResult:
     python-threatexchange list format that ``uploadscan feed publish`` also takes); each video's
     frames go to ``directory/videos/ID.txt`` (vPDQ); a type whose values are files of their own
     (``HashType.file_suffix``: TMK's ``.tmk``) gets ``directory/<suffix>/ID<suffix>``.
+
+    The export is a snapshot: each folder of per-entry files is a list source on its own
+    (``lists add NAME --source DIR/tmk``), so files an earlier export wrote there for entries
+    since removed are deleted, or a removed video would stay listed downstream.
     """
     hash_list = store.get_list(name)
     directory.mkdir(parents=True, exist_ok=True)
@@ -164,6 +170,8 @@ def export_list(store: Store, name: str, directory: Path) -> ExportResult:
             folder = hash_type.file_suffix.lstrip(".")
             stem = _file_name(entry.external_id, entry.id)
             target = directory / folder / f"{stem}{hash_type.file_suffix}"
+            if target in files:  # two ids that read the same once made safe for a file name
+                target = target.with_name(f"{stem}-{entry.id}{hash_type.file_suffix}")
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(hash_type.to_bytes(entry.value))
             files.append(target)
@@ -177,7 +185,27 @@ def export_list(store: Store, name: str, directory: Path) -> ExportResult:
         target.parent.mkdir(exist_ok=True)
         target.write_text(write_vpdq(f for _, f in sorted(moments, key=_first)), encoding="utf-8")
         files.append(target)
-    return ExportResult(tuple(files), kept_local)
+    return ExportResult(tuple(files), kept_local, _remove_stale(directory, files))
+
+
+def _remove_stale(directory: Path, written: list[Path]) -> tuple[Path, ...]:
+    """Per-entry files of an earlier export (``videos/*.txt``, ``<suffix>/*<suffix>``) that
+    this one did not write again."""
+    patterns = {"videos": ".txt"}
+    for hash_type in registry:
+        if hash_type.file_suffix is not None:
+            patterns[hash_type.file_suffix.lstrip(".")] = hash_type.file_suffix
+    keep = set(written)
+    removed = []
+    for folder, suffix in sorted(patterns.items()):
+        path = directory / folder
+        if not path.is_dir():
+            continue
+        for stale in sorted(path.iterdir()):
+            if stale.is_file() and stale.name.endswith(suffix) and stale not in keep:
+                stale.unlink()
+                removed.append(stale)
+    return tuple(removed)
 
 
 def _first(item: tuple[float, FrameHash]) -> float:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._errors import ConfigError, ListNotFoundError
+from ._errors import ConfigError, InvalidHashError, ListNotFoundError, UnknownHashTypeError
+from .hashing._registry import registry
 from .store._audit import DecisionRecord, ReviewEffect, ReviewStatus
 from .store._lists import EntryUpsert, ListKind
 from .store._store import Store
@@ -119,6 +120,8 @@ def _allow_upserts(record: DecisionRecord) -> tuple[EntryUpsert, ...]:
     reference = f"overturned verdict {record.verdict_id}"
     for match in record.matches:
         query, hash_type = match.get("query"), match.get("hash_type")
+        if not _listable(hash_type, query):
+            continue  # shown abbreviated (a TMK value): the SHA-256 below still goes on
         if query and hash_type and (hash_type, query) not in seen:
             seen.add((hash_type, query))
             upserts.append(EntryUpsert(hash_type, query, ("overturned",), reference))
@@ -127,6 +130,17 @@ def _allow_upserts(record: DecisionRecord) -> tuple[EntryUpsert, ...]:
     if not upserts:
         raise ConfigError(f"verdict {record.verdict_id} has no hashes to allowlist")
     return tuple(upserts)
+
+
+def _listable(hash_type: object, value: object) -> bool:
+    """Whether a match's query, as the decision log shows it, is a whole value of its type."""
+    if not isinstance(hash_type, str) or not isinstance(value, str):
+        return False
+    try:
+        registry.get(hash_type).validate(value)
+    except (InvalidHashError, UnknownHashTypeError):
+        return False
+    return True
 
 
 def _apply(store: Store, verdict_id: str, plan: PlannedEntries) -> ReviewEffect:

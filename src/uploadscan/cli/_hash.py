@@ -2,6 +2,9 @@
 
 With ``--vpdq DIR`` it also writes each video's PDQ frames as a vPDQ text file
 (``DIR/<name>.txt``, the format ThreatExchange's ``vpdq`` reads), ready to publish as a list.
+With ``--tmk DIR`` it writes each video's TMK+PDQF value as a reference-layout ``.tmk`` file
+(``DIR/<name>.tmk``, what ThreatExchange's ``tmk-hash-video`` writes), from the same decode
+that gave the JSON line's hashes.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def register(subparsers: Any) -> None:
         "hash",
         help="print the hashes of files as JSON lines",
         description="Print the hashes of files as JSON lines (MD5 and SHA-256 of any file, "
-        "PDQ of images, PDQ frames of videos).",
+        "PDQ of images, PDQ frames and TMK+PDQF of videos).",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,6 +55,12 @@ def register(subparsers: Any) -> None:
         default=None,
         help="frames per second for --vpdq (default: every frame, as vpdq does)",
     )
+    parser.add_argument(
+        "--tmk",
+        metavar="DIR",
+        type=Path,
+        help="also write each video's TMK+PDQF hash as a .tmk file to DIR/NAME.tmk",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -74,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
             record.update(result.to_dict())
             if args.vpdq is not None and result.is_video:
                 record["vpdq"] = str(_write_vpdq(Path(path), result.media_type, args))
+            tmk = result.tmk
+            if args.tmk is not None and tmk is not None:
+                args.tmk.mkdir(parents=True, exist_ok=True)
+                target = args.tmk / f"{Path(path).stem}.tmk"
+                target.write_bytes(tmk)
+                record["tmk_file"] = str(target)
         except (UploadScanError, OSError) as exc:
             failed = True
             record["error"] = {"type": type(exc).__name__, "message": str(exc)}

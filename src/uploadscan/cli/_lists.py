@@ -38,7 +38,8 @@ def register(subparsers: Any) -> None:
         "--source",
         required=True,
         metavar="URI",
-        help="a path or file: URI, an https:/http: signed feed, tcap:, threatexchange:, "
+        help="a list file or a directory of them (text, CSV, JSON lines, vPDQ, .tmk) or a "
+        "file: URI, an https:/http: signed feed, tcap:, threatexchange:, "
         "or local: for a list of your own media (filled with 'lists add-media')",
     )
     add.add_argument("--kind", choices=("block", "review", "allow"), default="block")
@@ -263,6 +264,8 @@ def run_export(args: argparse.Namespace) -> int:
         result = export_list(scanner.store, args.name, args.directory)
     for path in result.files:
         print(f"wrote {path}")
+    for path in result.removed:
+        print(f"removed {path} (its entry is no longer on the list)")
     for hash_type, count in sorted(result.kept_local.items()):
         print(f"kept local: {count} {hash_type} value(s)")
     return 0

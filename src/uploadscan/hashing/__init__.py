@@ -3,8 +3,10 @@
 Each type is one module that computes, parses, compares and names its own values
 (``_protocol.HashType``): ``_digests`` (MD5, SHA-256), ``_pdq`` (PDQ for images and video
 frames, with ``_pdq_algorithm`` and the vPDQ format and match rule in ``_vpdq``),
-``_imagehash`` (imagehash's 64-bit hashes). ``_registry`` names them; ``_hash_file`` reads,
-decodes and hashes one upload with whichever types are wanted.
+``_imagehash`` (imagehash's 64-bit hashes), ``_tmk`` (TMK+PDQF for whole videos, with
+``_tmk_format``, ``_tmk_score``, ``_tmk_rate``, ``_tmk_accumulator`` and ``_tmk_bars``).
+``_registry`` names them; ``_hash_file`` reads, decodes and hashes one upload with whichever
+types are wanted.
 """
 
 from ._hash_file import UploadHashes, computable, hash_file, hash_upload, types_for

@@ -181,7 +181,7 @@ def hash_upload(
             for hash_type, video in videos:
                 if video.value is not None:
                     values[hash_type.name] = video.value
-                    queries.append(Query(hash_type.name, video.value))
+                    queries += image_queries(hash_type.name, video.value, None, video.variants)
                 if video.frames:
                     frames = video.frames
                     queries += frames_as_queries(hash_type.name, video.frames, video.frame_variants)

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from .._errors import HashTypeError, InvalidHashError
 from ..media._borders import content_box, picture_box
-from ..media._frames import REDUCE_MIN_SIDE, Frame, FrameSink, Luma, block_mean
+from ..media._frames import REDUCE_MIN_SIDE, Frame, FrameSink, FrameTiming, Luma, block_mean
 from ..media._image import DecodedImage
 from ..media._limits import Limits
 from . import _pdq_algorithm as algorithm
@@ -146,9 +146,18 @@ class PdqFrameSink:
     variants: list[tuple[str, ...]] = field(default_factory=list)
     _last: dict[bool, tuple[float, str]] = field(default_factory=dict)
 
+    @property
+    def accepts_undecoded(self) -> bool:
+        """PDQ hashes the picture of every frame it is given, so it needs them decoded."""
+        return False
+
     def add(self, timestamp: float, frame: Frame) -> None:
         luma, size = frame.luma()
         self.add_luma(timestamp, luma, size)
+
+    def add_undecoded(self, timestamp: float, timing: FrameTiming) -> None:
+        """Never called (``accepts_undecoded`` is False): a frame without a picture has no
+        PDQ."""
 
     def add_luma(
         self, timestamp: float, luma: Luma, original_size: tuple[int, int] | None = None

@@ -49,6 +49,10 @@ def _dct_matrix() -> Float64Array:
 
 
 _DCT = _dct_matrix()
+_DCT.setflags(write=False)
+#: PDQ's 16 x 64 DCT-II rows for frequencies 1..16 (no DC row). TMK's frame feature (PDQF)
+#: is this DCT of a 64x64 frame, so it shares the matrix.
+DCT_MATRIX = _DCT
 
 
 def _box_transpose(rows: Float64Array, n: int, window: int) -> Float64Array:

@@ -140,14 +140,16 @@ class ImageHash:
 class VideoHash:
     """What a hash type computes from the frames of one video.
 
-    ``value`` is one hash of the whole video (TMK); ``frames`` per-frame hashes in time order
-    (vPDQ), with each frame's extra query forms in ``frame_variants`` (empty, or one tuple per
-    frame, original first).
+    ``value`` is one hash of the whole video (TMK), with its extra query forms (mirrors, the
+    picture inside bars) in ``variants``: looked up too, never reported as the video's hash.
+    ``frames`` are per-frame hashes in time order (vPDQ), with each frame's extra query forms
+    in ``frame_variants`` (empty, or one tuple per frame, original first).
     """
 
     value: str | None = None
     frames: tuple[FrameHash, ...] = ()
     frame_variants: tuple[tuple[str, ...], ...] = ()
+    variants: tuple[str, ...] = ()
 
 
 class VideoSink(FrameSink, Protocol):

@@ -162,7 +162,8 @@ def frames_as_queries(
 def image_queries(
     hash_type: str, value: str, quality: int | None, variants: Sequence[str]
 ) -> list[Query]:
-    """The queries of one image hash: the value, then its extra forms in order."""
+    """The queries of one whole-upload value (an image's PDQ, a video's TMK): the value,
+    then its extra forms in order."""
     forms = [value, *variants]
     return [Query(hash_type, v, variant=i, quality=quality) for i, v in enumerate(forms)]
 

@@ -24,7 +24,8 @@ from ..hashing._protocol import (
     VideoSink,
 )
 from ..hashing._registry import HashTypeRegistry, get, names, register, registry
-from ..media._frames import Frame, FrameSink
+from ..hashing._tmk import TmkHashType
+from ..media._frames import Frame, FrameSink, FrameTiming, Resample, StreamTiming
 from ..media._image import DecodedImage
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "DecodedImage",
     "Frame",
     "FrameSink",
+    "FrameTiming",
     "HashType",
     "HashTypeRegistry",
     "ImageHash",
@@ -41,7 +43,10 @@ __all__ = [
     "Md5HashType",
     "PHashType",
     "PdqHashType",
+    "Resample",
     "Sha256HashType",
+    "StreamTiming",
+    "TmkHashType",
     "VectorHit",
     "VectorMetric",
     "VectorSearch",

@@ -217,6 +217,25 @@ class MappedFile:
                     f"{self.path}: section {name!r} fails its checksum; rebuild it"
                 )
 
+    def release(self, name: str) -> None:
+        """Drop the pages of section ``name`` from this process's mapping (``MADV_DONTNEED``).
+
+        For a section read once at open, such as a faiss index deserialised into memory: its
+        mapped pages would otherwise stay resident next to the loaded copy and count twice.
+        The file and the shared page cache are untouched; a later read faults pages back in.
+        """
+        array = self.sections[name]
+        mapping: object = array
+        while isinstance(mapping, np.ndarray | memoryview):
+            mapping = mapping.base if isinstance(mapping, np.ndarray) else mapping.obj
+        if not isinstance(mapping, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = array.ctypes.data - np.frombuffer(mapping, np.uint8).ctypes.data
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = (start + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+
 
 def _damaged(path: Path, why: str) -> IndexFileError:
     return IndexFileError(f"index file {path} is damaged ({why}); rebuild it from the store")

@@ -189,10 +189,13 @@ class VectorIndex:
             sections = mapped.sections
             blob = np.asarray(sections["faiss"], dtype=np.uint8)
             index: faiss.Index | faiss.IndexBinary
+            # faiss reads the mapped bytes in place (no copy), then the pages are released:
+            # the loaded index is the only resident copy of the vectors.
             if hash_type.vector_metric is VectorMetric.HAMMING:
-                index = faiss.deserialize_index_binary(blob.copy())
+                index = faiss.deserialize_index_binary(blob)
             else:
-                index = faiss.deserialize_index(blob.copy())
+                index = faiss.deserialize_index(blob)
+            mapped.release("faiss")
             owner = np.asarray(sections["owner"], np.int32)
             ids = np.asarray(sections["ids"], np.int64)
             offsets = np.asarray(sections["offsets"], np.int64)

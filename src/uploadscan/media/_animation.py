@@ -1,5 +1,8 @@
 """Animated GIF, WebP and PNG: hash the frame on screen at each tick, like a video's.
 
+Sinks that take every frame (TMK) get every composited frame with its display time and
+delay, as a video's frames come with their timestamps and durations.
+
 Pillow composites animation frames the way browsers show them (disposal, blending, partial
 frames), which FFmpeg's decoders only partly do, so animations are decoded here rather than with
 PyAV. Compositing needs every frame decoded, so ``max_frames`` bounds the frame count up front.
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from .._errors import MediaTooLargeError
-from ._frames import FrameSink, PillowFrame, VideoInfo
+from ._frames import ANIMATION_STREAM, FrameSink, FrameTiming, PillowFrame, VideoInfo
 from ._image import check_deadline, check_pixels, decode_errors, open_image
 from ._limits import Limits
 
@@ -61,7 +64,7 @@ def decode_animation(
             if takers:
                 # The frame's luma is reduced as a still image's is (a 1 KB GIF can declare a
                 # 100 MP canvas): full-resolution float luma of every frame would cost GBs.
-                frame = PillowFrame(image)
+                frame = PillowFrame(image, FrameTiming(now, delay, ANIMATION_STREAM))
                 for sink in takers:
                     sink.add(round(now, 6), frame)
                 check_deadline(started, limits, media_type, "animation hashing")

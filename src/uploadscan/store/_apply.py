@@ -293,7 +293,7 @@ def validated_deletes(
         hash_type, value = item
         ht = registry.get(hash_type)
         try:
-            raw = bytes.fromhex(ht.validate(value))
+            raw = ht.to_bytes(ht.validate(value))
         except InvalidHashError as exc:
             raise InvalidHashError(f"list {list_name!r}, delete {pos}: {exc}") from None
         yield hash_type, raw
@@ -310,7 +310,7 @@ def _validated_value(list_name: str, pos: int, hash_type: str, value: str) -> by
         ) from None
     except (KeyError, TypeError) as exc:
         raise InvalidHashError(f"list {list_name!r}, entry {pos}: {exc}") from None
-    return bytes.fromhex(canonical)
+    return ht.to_bytes(canonical)
 
 
 def _short(value: object) -> str:

@@ -8,6 +8,9 @@ row, and each row's position in the source (so "the last upsert of a value wins"
 The store then diffs the batch against the list's live entries with sorted-array searches and
 writes only what changed.
 
+Rows are each value's stored form (``HashType.to_bytes``): the hex's bytes for most types, the
+``.tmk`` file for TMK (a ``tmk <HASH_TMK text>`` line of a python-threatexchange file).
+
 ``PackedUpserts`` is still an ``Iterable[EntryUpsert]`` (yielding in source order), so any
 consumer that does not know the fast path sees the same entries as before.
 """
@@ -85,9 +88,12 @@ class PackedUpserts:
         seq = np.concatenate([r.seq for r in runs])
         which = np.concatenate([np.full(r.seq.shape[0], i, np.int32) for i, r in enumerate(runs)])
         row = np.concatenate([np.arange(r.seq.shape[0]) for r in runs])
+        types = [registry.get(r.hash_type) for r in runs]
+        decode = [bytes.hex if t.plain_hex else t.from_bytes for t in types]
         for k in np.argsort(seq, kind="stable").tolist():
             run = runs[which[k]]
-            yield EntryUpsert(run.hash_type, run.codes[row[k]].tobytes().hex(), run.labels)
+            value = decode[which[k]](run.codes[row[k]].tobytes())
+            yield EntryUpsert(run.hash_type, value, run.labels)
 
     def groups(self, list_name: str) -> dict[str, PackedGroup]:
         """Per hash type: rows checked again against the type, sorted, last-wins deduped."""
@@ -128,13 +134,14 @@ def _group(list_name: str, hash_type: str, runs: list[PackedRun]) -> PackedGroup
 def _check(list_name: str, ht: HashType, codes: Codes) -> None:
     """The store's own check of every value, whoever produced the batch."""
     bad = np.flatnonzero(~ht.listable_mask(codes))
-    if not ht.plain_hex:
+    if not ht.plain_hex:  # rows are the type's to_bytes, which need not be the hex's bytes
         for row in codes:
-            value = row.tobytes().hex()
-            if ht.validate(value) != value:
-                raise InvalidHashError(f"list {list_name!r}: {ht.name} {value} is not canonical")
+            value = ht.from_bytes(row.tobytes())
+            if ht.to_bytes(ht.validate(value)) != row.tobytes():
+                shown = ht.short_form(value)
+                raise InvalidHashError(f"list {list_name!r}: {ht.name} {shown} is not canonical")
     if bad.shape[0]:
-        value = codes[bad[0]].tobytes().hex()
+        value = ht.from_bytes(codes[bad[0]].tobytes())
         try:
             ht.check_listable(value)
             message = "cannot be listed"

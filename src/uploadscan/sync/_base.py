@@ -91,11 +91,12 @@ _SIGNAL_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sha256": ("sha256", ()),
     "photo_sha256": ("sha256", ()),
     "video_sha256": ("sha256", ("video",)),
+    "tmk_pdqf": ("tmk", ()),
 }
 # Types python-threatexchange knows that describe things uploadscan does not hash: their
 # entries are skipped (and counted) rather than failing the whole list.
 _FOREIGN_SIGNAL_TYPES = frozenset(
-    {"url", "url_md5", "raw_text", "trend_query", "vpdq", "tmk_pdqf", "text", "sha512"}
+    {"url", "url_md5", "raw_text", "trend_query", "vpdq", "text", "sha512"}
 )
 
 

@@ -1,4 +1,5 @@
-"""Hash lists in local files: python-threatexchange's formats, generic CSV/JSON lines, vPDQ.
+"""Hash lists in local files: python-threatexchange's formats, generic CSV/JSON lines, vPDQ,
+TMK.
 
 A file is a full snapshot of its list, so it is one ``replace`` batch: entries missing from
 the new file are removed. The batch's checkpoint is the SHA-256 of the file (and of the parse
@@ -22,9 +23,18 @@ Formats (``format=auto`` tells them apart by content):
   column.
 - ``jsonl``: one JSON object per line with the same keys; ``labels`` a list or a string.
 - ``vpdq``: vPDQ's ``frame,quality,pdq_hex,timestamp`` lines; the file is one video.
+- ``tmk``: a reference-layout ``.tmk`` file (binary, as ``tmk-hash-video`` and ``uploadscan
+  hash --tmk`` write it); the file is one video, its entry id the file name without ``.tmk``.
+  Told apart by its first 12 bytes, the magics ``TMK1FVECPDQF`` (the ``HASH_TMK`` text form
+  has a ``|`` after them and is a line format's value instead). Read whole, at most
+  ``MAX_TMK_BYTES``.
+
+In CSV and JSON lines a ``tmk`` value is the ``HASH_TMK`` text or base64 of the whole ``.tmk``
+file (``decode_value``); either fits a line (351 KB).
 
 Gzip-compressed files are read transparently. A directory source reads every regular file in
-it (sorted by name, hidden files skipped) as one list.
+it (sorted by name, hidden files skipped) as one list, each file in its own format: a
+directory of ``.tmk`` files is a list of videos.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -41,20 +52,31 @@ from typing import IO, Any
 
 from .._errors import ConfigError, InvalidHashError, SyncError, UnknownHashTypeError
 from ..hashing._result import FrameHash
+from ..hashing._tmk_format import (
+    FILE_TYPE_MAGIC,
+    MAX_TMK_BYTES,
+    PDQF_MAGIC,
+    PROJECT_MAGIC,
+    encode_text,
+)
 from ..hashing._vpdq import MIN_QUALITY
 from ..store._lists import EntryUpsert
 from ..store._packed import PackedRun, PackedUpserts
 from ..store._videos import group_frames
 from ._base import FetchBatch, bounded_labels, map_signal_type
 from ._entry_builder import EntryBuilder
-from ._filelines import HashingReader, Lines, file_digest_and_lines, open_list_file
+from ._filelines import MAX_LINE, HashingReader, Lines, file_digest_and_lines, open_list_file
 from ._tepacked import TeFormat, te_runs
 
 __all__ = ["FORMATS", "FileSource"]
 
-FORMATS = ("auto", "te", "te_csv", "csv", "jsonl", "vpdq")
+FORMATS = ("auto", "te", "te_csv", "csv", "jsonl", "vpdq", "tmk")
 _MAX_FILES = 100_000
 _GZIP_MAGIC = b"\x1f\x8b"
+_TMK_MAGIC = PROJECT_MAGIC + FILE_TYPE_MAGIC + PDQF_MAGIC
+# Field limit for the csv module (default 128 KiB): a TMK value is 351 KB. Lines are bounded
+# by MAX_LINE already; this bounds a quoted field that spans lines the same way.
+_CSV_FIELD_LIMIT = MAX_LINE
 _LABEL_SPLIT = re.compile(r"[\s;|]+")
 _VPDQ_LINE = re.compile(r"\s*\d+\s*,\s*\d+\s*,\s*[0-9a-fA-F]{64}\s*,\s*[0-9.eE+-]+\s*")
 _OPTION_NAMES = (
@@ -110,9 +132,13 @@ class FileSource:
         digests: list[tuple[Path, str]] = []
         outer = hashlib.sha256(self._options_key.encode())
         total_lines: int | None = 0
+        tmk_files: set[Path] = set()
         for path in self._files():
             with open_list_file(path) as f:
                 digest, lines = file_digest_and_lines(f, path)
+            if self._is_tmk(path):
+                tmk_files.add(path)
+                lines = 1  # one record, whatever newline bytes its floats hold
             digests.append((path, digest))
             outer.update(f"{path.name}\0{digest}\0".encode())
             total_lines = None if total_lines is None or lines is None else total_lines + lines
@@ -122,10 +148,10 @@ class FileSource:
         # Progress counts lines read (bulk-parsed lines are never single objects).
         batch = FetchBatch(checkpoint=current, replace=True, pending=total_lines, counts_reads=True)
         skipped, on_lines = batch.skipped, batch.note_read
-        if all(self._format_of(path) == "te" for path, _ in digests):
+        if not tmk_files and all(self._format_of(path) == "te" for path, _ in digests):
             batch.upserts = PackedUpserts(lambda: self._pack_all(digests, skipped, on_lines))
         else:
-            batch.upserts = self._parse_all(digests, skipped, on_lines)
+            batch.upserts = self._parse_all(digests, skipped, on_lines, tmk_files)
         yield batch
 
     def _files(self) -> list[Path]:
@@ -149,6 +175,7 @@ class FileSource:
         digests: list[tuple[Path, str]],
         skipped: Counter[str],
         on_lines: Callable[[int], None] | None = None,
+        tmk_files: set[Path] | None = None,
     ) -> Iterator[EntryUpsert]:
         """Parse each file while hashing it again: a file replaced or rewritten since it was
         hashed fails the batch instead of applying a mix of two versions."""
@@ -156,7 +183,10 @@ class FileSource:
         for path, digest in digests:
             with open_list_file(path) as f:
                 reader = HashingReader(f)
-                yield from self._parse_file(path, reader, builder, on_lines)
+                if tmk_files and path in tmk_files:
+                    yield from self._parse_tmk(path, reader, builder, on_lines)
+                else:
+                    yield from self._parse_file(path, reader, builder, on_lines)
                 while reader.read(1 << 16):
                     pass
             if reader.hexdigest() != digest:
@@ -186,6 +216,18 @@ class FileSource:
                     pass
             if reader.hexdigest() != digest:
                 raise SyncError(f"{path}: the file changed while it was being read; sync again")
+
+    def _is_tmk(self, path: Path) -> bool:
+        """Whether ``path`` is read as a binary ``.tmk`` file (its first 12 bytes, after
+        gzip, are the TMK magics and no ``|`` follows them)."""
+        if self.format != "auto":
+            return self.format == "tmk"
+        try:
+            with open_list_file(path) as f:
+                head = _decompressed(HashingReader(f)).read(len(_TMK_MAGIC) + 1)
+        except (OSError, EOFError, zlib.error):
+            return False  # the parse proper reports it
+        return head[: len(_TMK_MAGIC)] == _TMK_MAGIC and head[len(_TMK_MAGIC) :] != b"|"
 
     def _format_of(self, path: Path) -> str:
         if self.format != "auto":
@@ -218,10 +260,37 @@ class FileSource:
             yield from parser(lines, builder)
         except (InvalidHashError, UnknownHashTypeError) as exc:
             raise lines.error(str(exc)) from None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except csv.Error as exc:
+            raise lines.error(f"malformed CSV: {exc}") from None
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise SyncError(f"{path}: cannot read: {exc}") from None
 
     # ------------------------------------------------------------------ formats
+
+    def _parse_tmk(
+        self,
+        path: Path,
+        raw: HashingReader,
+        builder: EntryBuilder,
+        on_lines: Callable[[int], None] | None = None,
+    ) -> Iterator[EntryUpsert]:
+        """One listed video: a ``.tmk`` file, read whole but never past ``MAX_TMK_BYTES``
+        (a gzip bomb stops there too); its entry id is the file name without ``.tmk``."""
+        try:
+            data = _decompressed(raw).read(MAX_TMK_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SyncError(f"{path}: cannot read: {exc}") from None
+        if len(data) > MAX_TMK_BYTES:
+            raise SyncError(f"{path}: over {MAX_TMK_BYTES} bytes, too large for a .tmk file")
+        name = path.name.removesuffix(".gz").removesuffix(".tmk")
+        try:
+            entry = builder.upsert("tmk", encode_text(data), self.extra_labels, name or None)
+        except InvalidHashError as exc:
+            raise SyncError(f"{path}: not a usable .tmk file: {exc}") from None
+        if on_lines is not None:
+            on_lines(1)
+        if entry is not None:
+            yield entry
 
     def _parse_te(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
         for line in lines.text():
@@ -232,7 +301,7 @@ class FileSource:
                     yield entry
 
     def _parse_te_csv(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
-        rows = csv.DictReader(lines.text(skip_comments=True))
+        rows = _csv_rows(lines)
         missing = {"signal_type", "signal_str"} - set(rows.fieldnames or ())
         if missing:
             raise lines.error(f"CSV header lacks column(s) {', '.join(sorted(missing))}")
@@ -258,7 +327,7 @@ class FileSource:
                 yield entry
 
     def _parse_csv(self, lines: Lines, builder: EntryBuilder) -> Iterator[EntryUpsert]:
-        rows = csv.DictReader(lines.text(skip_comments=True))
+        rows = _csv_rows(lines)
         fields = set(rows.fieldnames or ())
         cols = self.columns
         if cols["value"] not in fields:
@@ -361,6 +430,14 @@ def _decompressed(raw: HashingReader) -> IO[bytes]:
     if raw.peek(2)[:2] == _GZIP_MAGIC:
         stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[call-overload]
     return stream
+
+
+def _csv_rows(lines: Lines) -> csv.DictReader[str]:
+    """CSV rows of ``lines``. The csv module's field limit is process-wide; it is raised (never
+    lowered) to the line limit, so a 351 KB TMK value fits and a field is bounded as lines are."""
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
+    return csv.DictReader(lines.text(skip_comments=True))
 
 
 def _detect(lines: Lines, *, tabular: bool) -> str:

@@ -208,7 +208,8 @@ def _slow_rows(
         if canonical is None:
             continue
         values, seqs = found.setdefault((hash_type, labels), ([], []))
-        values.append(bytes.fromhex(canonical))
+        ht = hashtypes.get(hash_type)
+        values.append(bytes.fromhex(canonical) if ht.plain_hex else ht.to_bytes(canonical))
         seqs.append(seq_base + first + i)
     for (hash_type, labels), (values, seqs) in found.items():
         codes = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(len(values), -1)

@@ -24,7 +24,9 @@ so a checkpoint older than 85 days (``FBThreatExchangeCheckpoint.is_stale``) can
 resumed: ``StaleCheckpointError`` makes the runner refetch everything.
 
 Types kept: ``HASH_PDQ`` as pdq; ``HASH_MD5``/``HASH_SHA256`` as md5/sha256, and their
-``HASH_VIDEO_*`` forms with a ``video`` label. Descriptor tags become labels. An indicator
+``HASH_VIDEO_*`` forms with a ``video`` label; ``HASH_TMK`` as tmk (the indicator is the
+``.tmk`` file's text form, ``TMK1FVECPDQF|`` then base64, 351 KB; see ``_tmk_format``).
+Descriptor tags become labels. An indicator
 whose every descriptor says ``NON_MALICIOUS`` is removed (nobody vouches for it any more).
 """
 
@@ -55,6 +57,7 @@ _TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "HASH_VIDEO_MD5": ("md5", ("video",)),
     "HASH_SHA256": ("sha256", ()),
     "HASH_VIDEO_SHA256": ("sha256", ("video",)),
+    "HASH_TMK": ("tmk", ()),
 }
 # ThreatUpdateJSON.te_threat_updates_fields() in python-threatexchange.
 FIELDS = (
@@ -66,6 +69,9 @@ FIELDS = (
     "descriptors{reactions,my_reactions,owner{id},tags,status,added_on}",
 )
 _MAX_PAGE_BYTES = 64 << 20
+# A page of TMK indicators is ~351 KB per update: the page limit grows with the page size so
+# a full page of them is accepted (500 updates: 200 MB; lower page_size bounds it lower).
+_MAX_UPDATE_BYTES = 400_000
 _MAX_PAGES = 1_000_000
 _OPTIONS = ("base_url", "page_size")
 
@@ -168,7 +174,8 @@ class ThreatExchangeSource:
         raise SyncError(f"{self.description}: more than {_MAX_PAGES} pages")
 
     def _page(self, url: str) -> dict[str, Any]:
-        response = http_get(url, options=self.http.with_max_bytes(_MAX_PAGE_BYTES))
+        limit = max(_MAX_PAGE_BYTES, self.page_size * _MAX_UPDATE_BYTES)
+        response = http_get(url, options=self.http.with_max_bytes(limit))
         try:
             page = json.loads(response.body)
         except ValueError:
