@@ -10,8 +10,7 @@ PDQ frames (what a scan costs when no list holds TMK):
 
 - ``uploadscan``: ``_pdq.hash_video`` (keyframes + time sampling, NONREF decode, GOP chunks
   with FFmpeg frame threads, luma PDQ);
-- ``uploadscan, 1 FFmpeg thread per chunk``: the chunks as they were (PyAV holds the GIL
-  while decoding, so the chunk threads took turns);
+- ``uploadscan, 1 FFmpeg thread per chunk``: the chunks as they were, Python threads only;
 - ``uploadscan, 2 s sampling``: a cheaper plan (half the sampled frames; not adopted: the
   match rule credits time coverage);
 - ``vpdq 1fps``: the ``vpdq`` package's ``computeHash(seconds_per_hash=1)`` (if installed);

@@ -10,8 +10,8 @@ decoding. Then:
    non-reference frames skipped by the decoder (``skip_frame=NONREF``); a GOP without samples
    costs one packet. Samples take the first decoded frame at or after their time.
 2. GOPs are independent, so long videos are split into contiguous chunks decoded in parallel,
-   each by its own demuxer (one seek per chunk) and with FFmpeg's frame threads (PyAV holds
-   the GIL while decoding, so Python threads alone would take turns).
+   each by its own demuxer (one seek per chunk) and with FFmpeg's own frame threads inside
+   each chunk's decoder (``CHUNK_THREAD_TYPE``).
 
 A sink that needs every frame (TMK, a vPDQ file of every frame) gets one sequential pass
 instead (``_video_sequential``), which hands the sampled sinks the very frames this planned
@@ -75,11 +75,10 @@ _ANIMATED = ("image/gif", "image/webp", "image/png")
 #: Below this many packets to decode, one thread is faster than starting a second demuxer.
 _PARALLEL_MIN_PACKETS = 90
 _MAX_WORKERS = 4
-#: FFmpeg threading inside each chunk's decoder. PyAV holds the GIL while it decodes, so
-#: chunks on Python threads alone do not overlap (measured: two threads decoding take 2.1x
-#: one); FFmpeg's own frame threads do, and cut the wall time of a 60 s 720p clip 2x at
-#: the same CPU time and the same frames (``benchmarks/bench_video.py``, ``None``: one
-#: thread per chunk, as before).
+#: FFmpeg threading inside each chunk's decoder, on top of the chunks' Python threads (PyAV
+#: releases the GIL while FFmpeg decodes, so chunks overlap either way). ``None``: one
+#: FFmpeg thread per chunk, the earlier plan, which ``benchmarks/bench_video.py`` keeps as a
+#: row beside this default so the choice stays measured.
 CHUNK_THREAD_TYPE: str | None = "AUTO"
 
 
