@@ -228,6 +228,10 @@ def test_configuration_errors() -> None:
         source_from_uri(f"threatexchange:{GROUP}", credentials=Credentials())
     with pytest.raises(ConfigError, match="unknown threatexchange option"):
         source_from_uri(f"threatexchange:{GROUP}?pagesize=3", credentials=creds)
+    # A page of TMK indicators is ~351 KB per update: page_size bounds the memory of a page.
+    for bad in ("0", "5000"):
+        with pytest.raises(ConfigError, match="page_size must be between 1 and 1000"):
+            source_from_uri(f"threatexchange:{GROUP}?page_size={bad}", credentials=creds)
 
 
 def test_updates_without_a_visible_descriptor_are_deleted(

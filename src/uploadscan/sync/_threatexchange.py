@@ -70,8 +70,11 @@ FIELDS = (
 )
 _MAX_PAGE_BYTES = 64 << 20
 # A page of TMK indicators is ~351 KB per update: the page limit grows with the page size so
-# a full page of them is accepted (500 updates: 200 MB; lower page_size bounds it lower).
+# a full page of them is accepted (500 updates: 200 MB; lower page_size bounds it lower), up to
+# a hard cap whatever page_size says, so that one response can never exhaust memory.
 _MAX_UPDATE_BYTES = 400_000
+_PAGE_BYTES_CAP = 256 << 20
+_MAX_PAGE_SIZE = 1000
 _MAX_PAGES = 1_000_000
 _OPTIONS = ("base_url", "page_size")
 
@@ -125,6 +128,8 @@ class ThreatExchangeSource:
             page_size = int(options.get("page_size", "500"))
         except ValueError:
             raise ConfigError("page_size must be an integer") from None
+        if not 1 <= page_size <= _MAX_PAGE_SIZE:
+            raise ConfigError(f"page_size must be between 1 and {_MAX_PAGE_SIZE}, got {page_size}")
         return cls(
             privacy_group,
             credentials,
@@ -174,7 +179,7 @@ class ThreatExchangeSource:
         raise SyncError(f"{self.description}: more than {_MAX_PAGES} pages")
 
     def _page(self, url: str) -> dict[str, Any]:
-        limit = max(_MAX_PAGE_BYTES, self.page_size * _MAX_UPDATE_BYTES)
+        limit = min(max(_MAX_PAGE_BYTES, self.page_size * _MAX_UPDATE_BYTES), _PAGE_BYTES_CAP)
         response = http_get(url, options=self.http.with_max_bytes(limit))
         try:
             page = json.loads(response.body)
