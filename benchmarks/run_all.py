@@ -15,9 +15,11 @@ printed (its tables are markdown) and links to the plots the scripts wrote.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,23 +80,30 @@ def accepts_quick(script: Path) -> bool:
 def run_script(
     script: Path, args: list[str], timeout: float, env: dict[str, str]
 ) -> tuple[str, float, str, str]:
+    """Run one benchmark in its own process group, so that a timeout also stops what it
+    started (a service, a Dask cluster) instead of leaving it to load the next benchmarks."""
     started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
+        env=env,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, str(script), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=HERE.parent,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        return "timeout", time.perf_counter() - started, out, err
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return "timeout", time.perf_counter() - started, out or "", err or ""
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # anything the script left behind
+            os.killpg(proc.pid, signal.SIGKILL)
     status = "ok" if proc.returncode == 0 else f"failed (rc {proc.returncode})"
-    return status, time.perf_counter() - started, proc.stdout, proc.stderr
+    return status, time.perf_counter() - started, out, err
 
 
 def machine() -> list[tuple[str, str]]:

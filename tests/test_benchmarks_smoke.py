@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,14 @@ def test_run_all_records_failures_and_timeouts(tmp_path: Path) -> None:
         '# accepts "--quick"\n'
     )
     (tmp_path / "bench_broken.py").write_text("# \"--quick\"\nraise RuntimeError('boom')\n")
-    (tmp_path / "bench_hangs.py").write_text('# "--quick"\nimport time\ntime.sleep(60)\n')
+    # The hanging script starts a helper process (as bench_serve starts a service) and writes
+    # its pid: a timeout must stop the helper too.
+    (tmp_path / "bench_hangs.py").write_text(
+        '# "--quick"\nimport pathlib, subprocess, sys, time\n'
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
     (tmp_path / "bench_noquick.py").write_text("print('full run only')\n")
     proc = _run([str(tmp_path / "run_all.py"), "--quick", "--timeout", "3"], tmp_path, None, 60)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -119,5 +127,19 @@ def test_run_all_records_failures_and_timeouts(tmp_path: Path) -> None:
     assert "| bench_broken | failed (rc 1) |" in report
     assert "RuntimeError: boom" in report
     assert "| bench_hangs | timeout |" in report
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child), "a timed-out benchmark's child process was left running"
     assert "| bench_noquick | skipped |" in report
     assert "full run only" not in report
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent, init, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
