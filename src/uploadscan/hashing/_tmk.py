@@ -155,6 +155,8 @@ class TmkHashType(HashType):
     vector_metric = VectorMetric.INNER_PRODUCT
     computed_by_default = True
     description = "TMK+PDQF video hash (ThreatExchange HASH_TMK), two-level score"
+    #: Own lists export a listed video's value as the reference's own ``.tmk`` file.
+    file_suffix: ClassVar[str | None] = ".tmk"
     example_values: ClassVar[Sequence[str]] = _Examples()
 
     def __init__(self, mode: TmkMode = TmkMode.FAST) -> None:
