@@ -205,6 +205,8 @@ def test_cli_add_media_remove_entry_export_and_review(tmp_path: Path) -> None:
     listed = {line.split()[0] for line in lines if not line.startswith("#")}
     assert listed == {"md5", "sha256", "pdq"}
     assert sum(line.startswith("pdq ") for line in lines) == 2  # the two pictures
+    # The video's TMK leaves as the reference's own file layout, not as a line.
+    assert (exported / "tmk" / "video-1.tmk").read_bytes()[:12] == b"TMK1FVECPDQF"
     frames = read_vpdq(exported / "videos" / "video-1.txt")
     assert len(frames) >= 2 and all(f.quality >= 50 for f in frames)
     # The exported file is a list others (and this library) can sync: it matches the same.

@@ -157,6 +157,8 @@ class TmkHashType(HashType):
     computed_by_default = True
     file_suffix = ".tmk"  # exported one reference-layout file per value, as tmk-hash-video writes
     description = "TMK+PDQF video hash (ThreatExchange HASH_TMK), two-level score"
+    #: Own lists export a listed video's value as the reference's own ``.tmk`` file.
+    file_suffix: ClassVar[str | None] = ".tmk"
     example_values: ClassVar[Sequence[str]] = _Examples()
 
     def __init__(self, mode: TmkMode = TmkMode.FAST) -> None:

@@ -16,8 +16,9 @@ asks for every frame, the stream is decoded once, in order, with the codec's own
   needs every picture, non-reference frames are decoded too, and a sample time may then be
   served by a non-reference frame up to one frame earlier than the planned decode's.
 
-Without a plan (no usable keyframe timestamps) samples are taken by time: every keyframe,
-and the first frame ``interval`` after the last sample.
+Without a plan (no usable keyframe timestamps), or with one whose keyframes share a
+timestamp, samples are taken by time: every keyframe, and the first frame ``interval`` after
+the last sample.
 """
 
 from __future__ import annotations
@@ -173,7 +174,13 @@ def decode_sequential(
         if skip:
             context.skip_frame = "NONREF"
         rate = float(stream.average_rate or 25)
-        samples = _PlannedSamples(plan) if plan is not None else _TickSamples(interval)
+        # A plan is followed by timestamps; when keyframes share one (a broken muxer stamps
+        # every packet 0) its GOPs cannot be told apart that way, so sample as without a
+        # plan: the keyframes the planned decode takes, and by time.
+        followable = plan is not None and len({g.key_ts for g in plan.gops}) == len(plan.gops)
+        samples: _PlannedSamples | _TickSamples = (
+            _PlannedSamples(plan) if plan is not None and followable else _TickSamples(interval)
+        )
         undecoded = _Undecoded(job, plan, every if skip else [])
         errors = 0
         for packet in container.demux(stream):
