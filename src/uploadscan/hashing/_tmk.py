@@ -155,9 +155,9 @@ class TmkHashType(HashType):
     vector_dim = FEATURE_DIMENSION
     vector_metric = VectorMetric.INNER_PRODUCT
     computed_by_default = True
-    file_suffix = ".tmk"  # exported one reference-layout file per value, as tmk-hash-video writes
     description = "TMK+PDQF video hash (ThreatExchange HASH_TMK), two-level score"
-    #: Own lists export a listed video's value as the reference's own ``.tmk`` file.
+    #: Own lists export a listed video's value as the reference's own ``.tmk`` file, one per
+    #: value, as tmk-hash-video writes them.
     file_suffix: ClassVar[str | None] = ".tmk"
     example_values: ClassVar[Sequence[str]] = _Examples()
 
