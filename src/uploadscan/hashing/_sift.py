@@ -264,12 +264,10 @@ def _verify(query: Features, listed: Features) -> tuple[Verification | None, boo
     best: Verification | None = None
     overlay_like = False
     for side in (query, query.mirror()):
-        result = measure(side, listed, policy, min_matches=policy.min_inliers)
-        if result is None:
-            continue
-        if result.accepted(policy):
-            if best is None or result.inliers > best.inliers:
-                best = result
-        elif result.inliers >= policy.min_inliers:
-            overlay_like = True
+        for result in measure(side, listed, policy, min_matches=policy.min_inliers):
+            if result.accepted(policy):
+                if best is None or result.inliers > best.inliers:
+                    best = result
+            elif result.inliers >= policy.min_inliers:
+                overlay_like = True
     return best, overlay_like

@@ -198,21 +198,39 @@ def _distinct(points: F32) -> int:
 
 
 def measure(
-    query: Features, listed: Features, policy: Policy = DEFAULT_POLICY, *, min_matches: int = 3
-) -> Verification | None:
-    """Fit the geometry between an upload's features and a listed image's, without judging it.
+    query: Features,
+    listed: Features,
+    policy: Policy = DEFAULT_POLICY,
+    *,
+    min_matches: int = 3,
+    models: int = 2,
+) -> list[Verification]:
+    """Fit the geometry between an upload's features and a listed image's, without judging.
 
-    Returns None when fewer than ``min_matches`` tentative matches (so fewer inliers) or no
-    similarity transform with at least 3 inliers exist. ``verify`` is ``measure`` plus the
-    policy's checks; the benchmark uses ``measure`` to see how far false pairs are from each
-    threshold.
+    The first model is the best RANSAC similarity over all tentative matches. When it fails a
+    content check it is usually a shared overlay (the same caption band or app chrome on an
+    edited copy of the listed image, but at another scale than the photo): its matches are
+    set aside and the rest fitted again, up to ``models`` fits. Empty when fewer than
+    ``min_matches`` tentative matches exist; the caller judges each result with ``Policy``.
     """
     if len(query) < 3 or len(listed) < 3:
-        return None
+        return []
     qi, lj = _ratio_matches(query, listed, policy.ratio)
-    if qi.shape[0] < max(3, min_matches):
-        return None
-    return fit(query, listed, qi, lj, policy)
+    out: list[Verification] = []
+    for _ in range(models):
+        if qi.shape[0] < max(3, min_matches):
+            break
+        result = fit(query, listed, qi, lj, policy)
+        if result is None:
+            break
+        out.append(result)
+        if result.accepted(policy):
+            break
+        m = np.asarray(result.matrix, np.float64)
+        moved = listed.xy[lj].astype(np.float64) @ m[:, :2].T + m[:, 2]
+        explained = np.linalg.norm(moved - query.xy[qi], axis=1) < policy.ransac_px
+        qi, lj = qi[~explained], lj[~explained]
+    return out
 
 
 def fit(
