@@ -383,3 +383,38 @@ def test_cli_add_media_then_scan_shows_the_evidence(tmp_path: Path) -> None:
     assert {"scale", "translation_x", "translation_y", "covered_listed"} <= set(evidence)
     assert cli("lists", "set", "ours", "sift_inliers=400").returncode == 0
     assert cli("scan", str(upload)).returncode == 0
+
+
+def test_a_large_list_is_indexed_with_ivf_pq_and_finds_what_exact_search_finds(
+    tmp_path: Path,
+) -> None:
+    """Past ``EXACT_BELOW`` keypoints the index file holds a compressed IVF-PQ shortlist with
+    its nprobe saved; through it, a crop is found exactly as through the exact delta index."""
+    import faiss
+
+    from uploadscan.hashing._sift_shortlist import EXACT_BELOW, NPROBE
+    from uploadscan.index._vectors import VectorIndex
+
+    rng = np.random.default_rng(7)
+    filler = []
+    per = 500
+    for _ in range(EXACT_BELOW // per + 1):
+        xy = (rng.random((per, 2)) * [WORK_SIZE - 1, 383]).astype(np.float32)
+        size = rng.uniform(2.0, 30.0, per).astype(np.float32)
+        angle = rng.uniform(0.0, 360.0, per).astype(np.float32)
+        desc = rng.integers(0, 60, (per, 128), dtype=np.uint8)
+        filler.append(Features(WORK_SIZE, 384, xy, size, angle, desc).to_bytes())
+    photo = load(fixture("scene_a.jpg"))
+    listed = SIFT.to_bytes(uploadscan.hash_file(jpeg(photo, 92), extra=["sift"]).extra["sift"])
+    values = [*filler, listed]
+    ids = np.arange(len(values), dtype=np.int64) + 1000
+    built = VectorIndex.build(SIFT, ids, values, tmp_path / "sift.idx")
+    reopened = VectorIndex.open(SIFT, tmp_path / "sift.idx")
+    assert isinstance(reopened._index, faiss.IndexIVFPQFastScan)
+    assert faiss.extract_index_ivf(reopened._index).nprobe == NPROBE
+    assert built.vector_count > EXACT_BELOW
+    exact = VectorIndex.in_memory(SIFT, ids, values)
+    query = uploadscan.hash_file(jpeg(crop(0.1)(photo)), extra=["sift"]).extra["sift"]
+    through_ivf = [int(reopened.ids[h.row]) for h in SIFT.search(reopened, query, 3)]
+    through_exact = [int(exact.ids[h.row]) for h in SIFT.search(exact, query, 3)]
+    assert through_ivf == through_exact == [ids[-1]]
