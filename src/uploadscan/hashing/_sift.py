@@ -255,7 +255,7 @@ class SiftHashType(HashType):
 
 
 def _verify(query: Features, listed: Features) -> tuple[Verification | None, bool]:
-    """The better accepted verification of ``query`` and its mirror against ``listed``, and
+    """The accepted verification of ``query`` (else of its mirror) against ``listed``, and
     whether either fitted well but failed a content check (the signature of a shared
     overlay)."""
     from ._sift_verify import DEFAULT_POLICY, measure
@@ -263,7 +263,11 @@ def _verify(query: Features, listed: Features) -> tuple[Verification | None, boo
     policy = DEFAULT_POLICY
     best: Verification | None = None
     overlay_like = False
-    for side in (query, query.mirror()):
+    for side in (query, None):
+        if side is None:
+            if best is not None:
+                break  # found upright: the mirror cannot be the better explanation
+            side = query.mirror()
         for result in measure(side, listed, policy, min_matches=policy.min_inliers):
             if result.accepted(policy):
                 if best is None or result.inliers > best.inliers:

@@ -99,6 +99,7 @@ class Features:
     desc: U8
     mirrored: bool = False
     _root: list[F32] = field(default_factory=list, repr=False, compare=False)
+    _mirror: list[Features] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
@@ -111,7 +112,13 @@ class Features:
         return self._root[0]
 
     def mirror(self) -> Features:
-        """The features of the left-right mirrored image, by permutation (no re-detection)."""
+        """The features of the left-right mirrored image, by permutation (no re-detection).
+        Cached: a query's mirror is verified against every candidate."""
+        if not self._mirror:
+            self._mirror.append(self._mirrored())
+        return self._mirror[0]
+
+    def _mirrored(self) -> Features:
         xy = self.xy.copy()
         # OpenCV's SIFT places keypoints a quarter pixel off the pixel-centre grid (it works on
         # a doubled image), so the mirror of x is width - 0.5 - x, measured on flipped images.
