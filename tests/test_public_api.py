@@ -13,6 +13,7 @@ EXPECTED = {
     "ConfigError",
     "CorruptMediaError",
     "DeltaUnavailableError",
+    "FeatureRecordError",
     "FeedVerificationError",
     "FrameHash",
     "HashList",

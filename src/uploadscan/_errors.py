@@ -15,6 +15,7 @@ caller catches are exported from ``uploadscan``.
     │   ├── MediaTooLargeError              over a configured limit (bytes, pixels, frames, time)
     │   └── CorruptMediaError               truncated or malformed data
     ├── InvalidHashError (ValueError)       a hash string that is not valid for its type
+    │   └── FeatureRecordError              a local-feature record that is malformed
     ├── UnknownHashTypeError (KeyError)     a hash-type name nobody registered
     ├── HashTypeError (TypeError)           a plug-in hash type that breaks the protocol
     ├── StoreError                          the local data directory
@@ -89,6 +90,12 @@ class CorruptMediaError(MediaError):
 
 class InvalidHashError(UploadScanError, ValueError):
     """A hash value is not valid for its hash type."""
+
+
+class FeatureRecordError(InvalidHashError):
+    """A stored or given local-feature record (the ``sift`` type's value) is malformed: a bad
+    length, an unknown version, keypoints outside the image. Raised by the bounded parser
+    before anything is allocated from the record's claims."""
 
 
 class UnknownHashTypeError(UploadScanError, KeyError):

@@ -373,6 +373,14 @@ class Scanner:
 _RECORDED_TYPES = frozenset({"pdq"})
 
 
+def _shown_hashes(hashes: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """The hashes a verdict echoes and the decision log keeps: not the values of types that
+    stay on the machine (``HashType.shareable`` False: local descriptors, tens of KB each,
+    revealing more of a picture than a hash). Verdicts go back over HTTP and the decision
+    log feeds reports to publishers; the matches still name such entries in short form."""
+    return {name: list(v) for name, v in hashes.items() if registry.get(name).shareable}
+
+
 def _judge_upload(
     scanner: Scanner,
     hashed: UploadHashes,
@@ -391,7 +399,7 @@ def _judge_upload(
     verdict = judge(
         matches,
         lists,
-        hashes=result.hashes(),
+        hashes=_shown_hashes(result.hashes()),
         fail_mode=settings.fail_mode,
         non_media=non_media if not hashed.is_media and hashed.error is None else None,
         errors=errors,
@@ -430,6 +438,7 @@ def judge_queries(
     for q in queries:
         if q.variant == 0:
             shown.setdefault(q.hash_type, []).append(q.value)
+    shown = _shown_hashes(shown)
     verdict = judge(
         matches,
         lists,

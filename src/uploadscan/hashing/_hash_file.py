@@ -163,6 +163,7 @@ def hash_upload(
                 limits,
                 full_resolution=any(t.needs_full_image for t in image_types),
                 started=started,
+                min_long_side=max(t.min_decode_side for t in image_types),
             )
             size = image.original_size
             for hash_type in image_types:

@@ -199,6 +199,10 @@ class HashType:
     computed_by_default: ClassVar[bool] = False
     #: ``hash_image`` needs the full-resolution decode (no reduced JPEG draft decode).
     needs_full_image: ClassVar[bool] = False
+    #: ``hash_image`` needs a decode whose long side is at least this many pixels (when the
+    #: image has them): a JPEG's reduced draft decode stops shrinking there. Local features
+    #: described at a fixed working size say so instead of asking for the full decode.
+    min_decode_side: ClassVar[int] = 0
     #: Computed when media is put on one of the platform's own lists, even if ``hash_file``
     #: does not compute it by default (types that need the media at hand: local features).
     own_lists: ClassVar[bool] = False
@@ -338,6 +342,11 @@ class HashType:
         type may choose an approximate one only where its benchmark shows recall at its
         threshold equal to brute force)."""
         return "BFlat" if self.vector_metric is VectorMetric.HAMMING else "Flat"
+
+    def faiss_parameters(self, vector_count: int) -> str:
+        """faiss search parameters for the index ``faiss_factory`` describes, in
+        ``faiss.ParameterSpace`` syntax (``"nprobe=4"``); stored with the index file."""
+        return ""
 
     def search(self, index: VectorSearch, query: str, shortlist: float) -> list[VectorHit]:
         """Listed values matching ``query`` in ``index`` (``VECTOR`` types): shortlist with

@@ -14,6 +14,7 @@ from ._digests import Md5HashType, Sha256HashType
 from ._imagehash import AHashType, DHashType, PHashType, WHashType
 from ._pdq import PdqHashType
 from ._protocol import HashType, check_declaration
+from ._sift import SiftHashType
 from ._tmk import TmkHashType
 
 __all__ = ["HashTypeRegistry", "get", "names", "register", "registry"]
@@ -71,6 +72,7 @@ for _type in (
     AHashType(),
     WHashType(),
     TmkHashType(),
+    SiftHashType(),
 ):
     registry.register(_type)
 

@@ -117,6 +117,10 @@ class VectorIndex:
             index.train(vectors[::step])
         if vectors.shape[0]:
             index.add(vectors)
+        parameters = "" if exact else hash_type.faiss_parameters(vectors.shape[0])
+        if parameters and isinstance(index, faiss.Index):
+            # Saved with the index (an IVF's nprobe is part of faiss's serialisation).
+            faiss.ParameterSpace().set_index_parameters(index, parameters)  # type: ignore[arg-type]
         return index
 
     @staticmethod

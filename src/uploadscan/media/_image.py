@@ -202,28 +202,39 @@ class DecodedImage:
 
 
 def decode_image(
-    data: bytes, media_type: str, limits: Limits, *, full_resolution: bool, started: float
+    data: bytes,
+    media_type: str,
+    limits: Limits,
+    *,
+    full_resolution: bool,
+    started: float,
+    min_long_side: int = 0,
 ) -> DecodedImage:
     """Decode a still image within ``limits`` (pixels checked from the header first, and the
-    wall-clock budget after decoding), reduced when no hasher needs full resolution."""
+    wall-clock budget after decoding), reduced when no hasher needs full resolution (and
+    never below ``min_long_side`` on the long side)."""
     image = open_image(data, media_type, limits)
     original_size = image.size
     with decode_errors(media_type):
         if image.format == "JPEG" and not full_resolution:
-            _draft(image)
+            _draft(image, min_long_side)
         image.load()
     check_deadline(started, limits, media_type, "decoding")
     return DecodedImage(image, original_size, media_type)
 
 
-def _draft(image: Image.Image) -> None:
-    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale while the short side stays >= 256 px.
+def _draft(image: Image.Image, min_long_side: int = 0) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale while the short side stays >= 256 px (and
+    the long side >= ``min_long_side``).
 
     Colour JPEGs decode their luma channel only: PDQ's luma weights are JPEG's own Y weights.
     """
     width, height = image.size
     for scale in (8, 4, 2):
-        if min(width, height) // scale >= JPEG_DRAFT_MIN_SIDE:
+        if (
+            min(width, height) // scale >= JPEG_DRAFT_MIN_SIDE
+            and max(width, height) // scale >= min_long_side
+        ):
             mode = "L" if image.mode == "RGB" else image.mode
             image.draft(mode, (width // scale, height // scale))
             return

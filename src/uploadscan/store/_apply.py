@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .._errors import InvalidHashError, ListNotFoundError, StoreError
+from ..hashing._protocol import HashType
 from ..hashing._registry import registry
 from ._lists import BatchResult, EntryUpsert
 
@@ -293,7 +294,7 @@ def validated_deletes(
         hash_type, value = item
         ht = registry.get(hash_type)
         try:
-            raw = ht.to_bytes(ht.validate(value))
+            raw = _stored(ht, ht.validate(value))
         except InvalidHashError as exc:
             raise InvalidHashError(f"list {list_name!r}, delete {pos}: {exc}") from None
         yield hash_type, raw
@@ -310,7 +311,15 @@ def _validated_value(list_name: str, pos: int, hash_type: str, value: str) -> by
         ) from None
     except (KeyError, TypeError) as exc:
         raise InvalidHashError(f"list {list_name!r}, entry {pos}: {exc}") from None
-    return ht.to_bytes(canonical)
+    return _stored(ht, canonical)
+
+
+def _stored(hash_type: HashType, canonical: str) -> bytes:
+    """The stored bytes of a canonical value: its hex digits for plain-hex types (no second
+    parse), the type's own ``to_bytes`` for the others (a local-feature record)."""
+    if hash_type.plain_hex:
+        return bytes.fromhex(canonical)
+    return hash_type.to_bytes(canonical)
 
 
 def _short(value: object) -> str:
