@@ -649,7 +649,7 @@ class Overlay:
 OVERLAYS: tuple[Overlay, ...] = (
     Overlay("same logo, same place", stamp_logo(0.22, "tl"), stamp_logo(0.22, "tl"), quick=True),
     Overlay("same logo, other corner and size", stamp_logo(0.22, "tl"), stamp_logo(0.30, "br")),
-    Overlay("same caption band below", caption_band("below"), caption_band("below"), quick=True),
+    Overlay("same caption band below", caption_band("below"), caption_band("below")),
     Overlay("same caption band over photo", caption_band("over"), caption_band("over")),
     Overlay("same viewer chrome", canvas(0.60), canvas(0.60)),
     Overlay(

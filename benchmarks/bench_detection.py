@@ -29,20 +29,30 @@ import io
 import json
 import multiprocessing
 import os
+import pickle
+import statistics
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+# One thread per worker process (the workers are the parallelism), set before numpy, OpenCV
+# and faiss start their pools; an explicit setting in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import find_data_dir, print_machine_info, print_table
-from _transforms import GROUPS, Transform, select
+from _common import find_data_dir, print_machine_info, print_table, summarize_ms
+from _list_matchers import Found, ListMatcher
+from _list_matchers import available as list_matchers
+from _transforms import GOALS, GROUPS, OVERLAYS, Overlay, Transform, select
 
 U8 = npt.NDArray[np.uint8]
 HashFn = Callable[[bytes, Image.Image], tuple[list[bytes], int | None]]
@@ -147,6 +157,54 @@ def load_original(path: Path, max_side: int) -> Image.Image:
 
 
 _WORKER: dict[str, tuple[Contender, HashFn]] = {}
+#: the list matchers, built in the parent before the workers fork
+_MATCHERS: list[ListMatcher] = []
+#: keys of hard-negative entries start here; below it a key is the photo's index
+HARD_BASE = 1_000_000
+
+
+_LOADED = [""]  # the matchers file this worker process holds
+
+
+def _load_matchers(state: str) -> None:
+    """A worker's copy of the list matchers as the parent last saved them (``save_matchers``):
+    the workers are spawned once and see the lists grow from empty to built."""
+    if state and _LOADED[0] != state:
+        with open(state, "rb") as file:
+            _MATCHERS[:] = pickle.load(file)
+        _LOADED[0] = state
+
+
+def save_matchers(workdir: Path, stage: str) -> str:
+    path = workdir / f"matchers-{stage}.pickle"
+    with open(path, "wb") as file:
+        pickle.dump(_MATCHERS, file)
+    return str(path)
+
+
+def _hash_photo_job(item: tuple[str, tuple[str, int, tuple[str, ...]]]) -> PhotoHashes:
+    _load_matchers(item[0])
+    return hash_photo(item[1])
+
+
+def _listed_image_job(item: tuple[str, tuple[int, int, str, int, str | None]]) -> ListedImage:
+    _load_matchers(item[0])
+    return listed_image(item[1])
+
+
+def _hard_queries_job(item: tuple[str, tuple[int, str, int, tuple[str, ...]]]) -> list[HardQuery]:
+    _load_matchers(item[0])
+    return hard_queries(item[1])
+
+
+def runs_on(matcher: ListMatcher, transform: Transform) -> bool:
+    """Slow matchers run on the goal transforms and the quick standard ones only."""
+    return matcher.everywhere or transform.goal is not None or transform.quick
+
+
+def _decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as decoded:
+        return decoded.convert("RGB")
 
 
 @dataclass
@@ -158,6 +216,10 @@ class PhotoHashes:
     copies: dict[str, list[list[bytes]]]  # contender -> per transform, query hashes
     quality: dict[str, list[int | None]]
     seconds: float
+    #: list matcher -> [the original, then each transform]: what it matched (None: not run)
+    found: dict[str, list[Found | None]] = field(default_factory=dict)
+    #: contender -> seconds per transformed copy (hashing, or describing and matching)
+    times: dict[str, list[float]] = field(default_factory=dict)
 
 
 def hash_photo(job: tuple[str, int, tuple[str, ...]]) -> PhotoHashes:
@@ -180,16 +242,107 @@ def hash_photo(job: tuple[str, int, tuple[str, ...]]) -> PhotoHashes:
         own = values[0] if values else None
         result.list_hash[name] = reference if contender.bits == 256 and contender.gate else own
         result.copies[name], result.quality[name] = [], []
-    for transform in transforms:
+    forms: dict[str, list[tuple[int, object]]] = {m.name: [] for m in _MATCHERS}
+    for matcher in _MATCHERS:
+        forms[matcher.name].append((0, matcher.query_form(data, image)))
+        result.times[matcher.name] = []
+    for name in _WORKER:
+        result.times[name] = []
+    for t, transform in enumerate(transforms, start=1):
         copy = transform.apply(image, seed)
-        with Image.open(io.BytesIO(copy)) as decoded:
-            rgb = decoded.convert("RGB")
+        rgb = _decoded(copy)
         for name, (_, fn) in _WORKER.items():
+            t0 = time.perf_counter()
             values, quality = fn(copy, rgb)
+            result.times[name].append(time.perf_counter() - t0)
             result.copies[name].append(values)
             result.quality[name].append(quality)
+        for matcher in _MATCHERS:
+            if runs_on(matcher, transform):
+                t0 = time.perf_counter()
+                forms[matcher.name].append((t, matcher.query_form(copy, rgb)))
+                result.times[matcher.name].append(time.perf_counter() - t0)
+    for matcher in _MATCHERS:
+        batch = forms[matcher.name]
+        t0 = time.perf_counter()
+        answers = matcher.match([form for _, form in batch])
+        share = (time.perf_counter() - t0) / max(1, len(batch))
+        # the batch's matching time, shared out over the copies (the original's share dropped)
+        result.times[matcher.name] = [x + share for x in result.times[matcher.name]]
+        found: list[Found | None] = [None] * (len(transforms) + 1)
+        for (t, _), answer in zip(batch, answers, strict=True):
+            found[t] = answer
+        result.found[matcher.name] = found
     result.seconds = time.perf_counter() - started
     return result
+
+
+# --- the list matchers' lists, and the hard negatives (worker processes) ------------------------
+
+
+@dataclass
+class ListedImage:
+    """One entry of the list matchers' lists: an original (overlay None) or a hard negative's
+    listed side; with the Hamming contenders' list values for the hard negatives."""
+
+    key: int
+    photo: int
+    overlay: str | None
+    forms: dict[str, object]
+    list_hash: dict[str, bytes | None]
+
+
+def listed_image(job: tuple[int, int, str, int, str | None]) -> ListedImage:
+    key, photo, path, max_side, overlay_name = job
+    if not _WORKER:
+        _WORKER.update(_hash_functions()[0])
+    image = load_original(Path(path), max_side)
+    list_hash: dict[str, bytes | None] = {}
+    if overlay_name is None:
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", compress_level=1)
+        data = buffer.getvalue()
+    else:
+        overlay = next(o for o in OVERLAYS if o.name == overlay_name)
+        data = overlay.apply(image, zlib.crc32(path.encode()), listed=True)
+        image = _decoded(data)
+        for name, (contender, fn) in _WORKER.items():
+            values, _ = fn(data, image)
+            own = values[0] if values else None
+            list_hash[name] = reference_pdq(image) if contender.gate else own
+    forms = {m.name: m.listed_form(data, image) for m in _MATCHERS}
+    return ListedImage(key, photo, overlay_name, forms, list_hash)
+
+
+@dataclass
+class HardQuery:
+    """One unlisted photo under one overlay, as each contender sees it."""
+
+    photo: int
+    overlay: str
+    hashes: dict[str, tuple[list[bytes], int | None]]
+    found: dict[str, Found]
+
+
+def hard_queries(job: tuple[int, str, int, tuple[str, ...]]) -> list[HardQuery]:
+    photo, path, max_side, overlay_names = job
+    if not _WORKER:
+        _WORKER.update(_hash_functions()[0])
+    image = load_original(Path(path), max_side)
+    out = []
+    forms: dict[str, list[object]] = {m.name: [] for m in _MATCHERS}
+    for overlay_name in overlay_names:
+        overlay = next(o for o in OVERLAYS if o.name == overlay_name)
+        data = overlay.apply(image, zlib.crc32(path.encode()), listed=False)
+        rgb = _decoded(data)
+        hashes = {name: fn(data, rgb) for name, (_, fn) in _WORKER.items()}
+        out.append(HardQuery(photo, overlay_name, hashes, {}))
+        for matcher in _MATCHERS:
+            forms[matcher.name].append(matcher.query_form(data, rgb))
+    for matcher in _MATCHERS:
+        for query, answer in zip(out, matcher.match(forms[matcher.name]), strict=True):
+            query.found[matcher.name] = answer
+    return out
 
 
 def save_hashes(path: Path, photos: list[PhotoHashes]) -> None:
@@ -207,14 +360,21 @@ def save_hashes(path: Path, photos: list[PhotoHashes]) -> None:
             "copies": {k: [hexes(c) for c in v] for k, v in p.copies.items()},
             "quality": p.quality,
             "seconds": p.seconds,
+            "found": {
+                k: [f.to_json() if f is not None else None for f in v] for k, v in p.found.items()
+            },
+            "times": p.times,
         }
         for p in photos
     ]
     path.write_text(json.dumps(rows))
 
 
-def load_hashes(path: Path, jobs: list[tuple[str, int, tuple[str, ...]]]) -> list[PhotoHashes]:
-    """The cached photos that are a prefix of ``jobs`` (same photos, same transforms)."""
+def load_hashes(
+    path: Path, jobs: list[tuple[str, int, tuple[str, ...]]], matchers: Sequence[str]
+) -> list[PhotoHashes]:
+    """The cached photos that are a prefix of ``jobs`` (same photos, same transforms, same
+    list matchers: their answers depend on the whole list, so a changed list re-runs them)."""
 
     def raw(values: list[str]) -> list[bytes]:
         return [bytes.fromhex(v) for v in values]
@@ -222,6 +382,8 @@ def load_hashes(path: Path, jobs: list[tuple[str, int, tuple[str, ...]]]) -> lis
     out = []
     for row, (job_path, _, names) in zip(json.loads(path.read_text()), jobs, strict=False):
         if row["path"] != job_path or any(len(v) != len(names) for v in row["copies"].values()):
+            break
+        if sorted(row.get("found", {})) != sorted(matchers):
             break
         out.append(
             PhotoHashes(
@@ -232,6 +394,11 @@ def load_hashes(path: Path, jobs: list[tuple[str, int, tuple[str, ...]]]) -> lis
                 {k: [raw(c) for c in v] for k, v in row["copies"].items()},
                 row["quality"],
                 row["seconds"],
+                {
+                    k: [Found.from_json(f) if f is not None else None for f in v]
+                    for k, v in row["found"].items()
+                },
+                row.get("times", {}),
             )
         )
     return out
@@ -312,6 +479,185 @@ def equal_fmr_threshold(impostor: npt.NDArray[np.int32], target_rate: float, bit
     return best
 
 
+# --- hard negatives and the list matchers' scores -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class HardPlan:
+    """Which photos carry each overlay on the list (``listed``) and which carry it as unlisted
+    queries (``queries``): disjoint halves, so every accepted pair is a false match."""
+
+    overlays: tuple[Overlay, ...]
+    listed: tuple[int, ...]
+    queries: tuple[int, ...]
+
+    @classmethod
+    def make(cls, photos: int, per_side: int, overlays: Sequence[Overlay]) -> HardPlan:
+        listed = tuple(range(0, photos, 2))[:per_side]
+        queries = tuple(range(1, photos, 2))[:per_side]
+        return cls(tuple(overlays), listed, queries)
+
+    def key(self, overlay: int, photo: int) -> int:
+        return HARD_BASE + overlay * 10_000 + photo
+
+    def photo_of(self, key: int) -> int:
+        return key if key < HARD_BASE else (key - HARD_BASE) % 10_000
+
+    @property
+    def pairs(self) -> int:
+        return len(self.overlays) * len(self.queries)
+
+
+def build_lists(
+    pool: Any, workdir: Path, args: argparse.Namespace, paths: Sequence[Path], plan: HardPlan
+) -> list[ListedImage]:
+    """Fill the list matchers' lists (every original, then the hard negatives' listed side)
+    and return the hard negatives' listed side for the Hamming contenders."""
+    jobs: list[tuple[int, int, str, int, str | None]] = []
+    if _MATCHERS:
+        jobs += [(i, i, str(p), args.max_side, None) for i, p in enumerate(paths)]
+    for o, overlay in enumerate(plan.overlays):
+        jobs += [
+            (plan.key(o, a), a, str(paths[a]), args.max_side, overlay.name) for a in plan.listed
+        ]
+    hard: list[ListedImage] = []
+    state = save_matchers(workdir, "empty")
+    for entry in pool.imap(_listed_image_job, [(state, job) for job in jobs], chunksize=2):
+        for matcher in _MATCHERS:
+            matcher.add(entry.key, entry.forms[matcher.name])
+        if entry.overlay is not None:
+            hard.append(entry)
+    for matcher in _MATCHERS:
+        matcher.finish()
+    print(f"  listed {len(jobs)} images for the list matchers", file=sys.stderr)
+    return hard
+
+
+@dataclass
+class HardScores:
+    """False matches of hard-negative queries: pairs (query, listed entry of another photo)."""
+
+    false_pairs: int
+    checks: int
+    by_overlay: dict[str, int]
+    best: float  # the closest false pair (a distance for Hamming, a score for list matchers)
+
+
+def hard_negatives_hamming(
+    name: str,
+    contender: Contender,
+    photos: list[PhotoHashes],
+    hard_listed: list[ListedImage],
+    hard: list[HardQuery],
+) -> HardScores:
+    """Each hard query against every listed value (the originals and the overlaid listed
+    photos) of a photo other than its own."""
+    never = contender.bits + 1
+    entries = [(i, p.list_hash[name]) for i, p in enumerate(photos)]
+    entries += [(e.photo, e.list_hash.get(name)) for e in hard_listed]
+    usable = [(photo, v) for photo, v in entries if v is not None]
+    by_overlay: dict[str, int] = {}
+    false_pairs, checks, best = 0, 0, never
+    if not usable or not hard:
+        return HardScores(0, 0, {}, float(never))
+    listed = np.array([np.frombuffer(v, np.uint8) for _, v in usable])
+    owners = np.array([photo for photo, _ in usable])
+    for query in hard:
+        values, quality = query.hashes[name]
+        others = owners != query.photo
+        checks += int(others.sum())
+        if not values or (contender.gate and quality is not None and quality < MIN_QUALITY):
+            continue
+        rows = np.array([[np.frombuffer(v, np.uint8) for v in values]])
+        distances = _min_distance(rows, listed)[0][others]
+        hits = int((distances <= contender.threshold).sum())
+        false_pairs += hits
+        by_overlay[query.overlay] = by_overlay.get(query.overlay, 0) + hits
+        best = min(best, int(distances.min()) if distances.size else never)
+    return HardScores(false_pairs, checks, by_overlay, float(best))
+
+
+@dataclass
+class ListScores:
+    """A list matcher's answers, by query: ``genuine`` (photos, transforms) holds the score of
+    the copy's own entry (NaN: not run; -inf: not matched), false pairs and their scores."""
+
+    name: str
+    score_name: str
+    threshold: float
+    genuine: npt.NDArray[np.float64]
+    matched: npt.NDArray[np.bool_]  # (photos, transforms): detected at the operating point
+    distractor_scores: list[float]  # scores of false pairs, copies/originals vs other photos
+    distractor_false: int  # false pairs matched at the operating point
+    distractor_checks: int
+    hard: HardScores
+    hard_scores: list[float]
+    times: list[float]
+
+
+def score_list_matcher(
+    matcher: ListMatcher,
+    photos: list[PhotoHashes],
+    transforms: Sequence[Transform],
+    plan: HardPlan,
+    hard: list[HardQuery],
+) -> ListScores:
+    n, t = len(photos), len(transforms)
+    entries = n + len(plan.overlays) * len(plan.listed)
+    genuine = np.full((n, t), np.nan)
+    matched = np.zeros((n, t), bool)
+    distractor_scores: list[float] = []
+    false_pairs = checks = 0
+    for i, photo in enumerate(photos):
+        for position, found in enumerate(photo.found[matcher.name]):
+            if found is None:
+                continue
+            checks += entries - 1
+            if position:
+                own = i in found.matched
+                matched[i, position - 1] = own
+                genuine[i, position - 1] = found.scores.get(i, np.inf if own else -np.inf)
+            for key, value in found.scores.items():
+                if plan.photo_of(key) != i:
+                    distractor_scores.append(value)
+            false_pairs += sum(plan.photo_of(k) != i for k in found.matched)
+    by_overlay: dict[str, int] = {}
+    hard_scores: list[float] = []
+    hard_false = 0
+    for query in hard:
+        found = query.found[matcher.name]
+        hits = sum(plan.photo_of(k) != query.photo for k in found.matched)
+        hard_false += hits
+        by_overlay[query.overlay] = by_overlay.get(query.overlay, 0) + hits
+        hard_scores += [v for k, v in found.scores.items() if plan.photo_of(k) != query.photo]
+    hard_summary = HardScores(
+        hard_false,
+        len(hard) * (entries - 1),
+        by_overlay,
+        max(hard_scores, default=float("nan")),
+    )
+    times = [x for p in photos for x in p.times.get(matcher.name, [])]
+    return ListScores(
+        matcher.name,
+        matcher.score_name,
+        matcher.threshold,
+        genuine,
+        matched,
+        distractor_scores,
+        false_pairs,
+        checks,
+        hard_summary,
+        hard_scores,
+        times,
+    )
+
+
+def zero_false_cutoff(scores: ListScores) -> float | None:
+    """The lowest score cut-off at which no false pair (distractor or hard) is accepted."""
+    worst = max([*scores.distractor_scores, *scores.hard_scores], default=None)
+    return None if worst is None else worst + 1
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -328,32 +674,67 @@ def run(args: argparse.Namespace) -> int:
         paths += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if args.quick and not args.photos:
         args.photos = 4
+    if args.quick:
+        args.hard_photos = min(args.hard_photos, 1)
     if args.photos:
         step = max(1, len(paths) // args.photos)
         paths = paths[::step][: args.photos]
     transforms = select(args.quick, args.transforms)
     functions, missing = _hash_functions()
     contenders = {name: c for name, (c, _) in functions.items()}
+    workdir = tempfile.TemporaryDirectory(prefix="bench-detection-")
+    matchers, missing_matchers = list_matchers(Path(workdir.name))
+    if args.quick:  # the segment hash takes seconds per image: not for a smoke-sized run
+        for slow in [m for m in matchers if not m.everywhere]:
+            matchers.remove(slow)
+            missing_matchers[slow.name] = "too slow for --quick (seconds per image)"
+    missing.update(missing_matchers)
+    for name, reason in missing_matchers.items():
+        print(f"skipping {name}: {reason}", file=sys.stderr)
+    overlays = [o for o in OVERLAYS if o.quick or not args.quick]
+    plan = HardPlan.make(len(paths), args.hard_photos, overlays)
 
     print("# Detection quality\n")
     print_machine_info([("workers", str(args.workers))])
+    # Spawned, not forked: building the lists runs OpenCV and faiss thread pools in this
+    # process, and a forked child that touches them again can hang.
+    pool = multiprocessing.get_context("spawn").Pool(args.workers)
+    _MATCHERS[:] = matchers
+    hard_listed = build_lists(pool, Path(workdir.name), args, paths, plan)
+    state = save_matchers(Path(workdir.name), "built")
+    hard_s = time.perf_counter() - started
     jobs = [(str(p), args.max_side, tuple(t.name for t in transforms)) for p in paths]
     photos: list[PhotoHashes] = []
     cached = 0
     if args.cache and args.cache.is_file():
-        photos = load_hashes(args.cache, jobs)
+        photos = load_hashes(args.cache, jobs, [m.name for m in matchers])
     cached = len(photos)
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        for photo in pool.imap(hash_photo, jobs[len(photos) :], chunksize=1):
+    hard_jobs = [
+        (j, str(paths[j]), args.max_side, tuple(o.name for o in plan.overlays))
+        for j in plan.queries
+    ]
+    with pool:
+        todo = [(state, job) for job in jobs[len(photos) :]]
+        for photo in pool.imap(_hash_photo_job, todo, chunksize=1):
             photos.append(photo)
             done = len(photos)
             if done % 10 == 0 or done == len(jobs):
                 elapsed = time.perf_counter() - started
                 print(f"  hashed {done}/{len(jobs)} photos, {elapsed:.0f} s", file=sys.stderr)
+        hard_todo = [(state, job) for job in hard_jobs]
+        hard = [q for batch in pool.imap(_hard_queries_job, hard_todo) for q in batch]
+    workdir.cleanup()
     if args.cache:
         save_hashes(args.cache, photos)
     hashed_s = time.perf_counter() - started
     scores = {name: score(name, c, photos) for name, c in contenders.items()}
+    hard_scores = {
+        name: hard_negatives_hamming(name, c, photos, hard_listed, hard)
+        for name, c in contenders.items()
+    }
+    listed_scores = {
+        m.name: score_list_matcher(m, photos, transforms, plan, hard) for m in matchers
+    }
 
     lines: list[str] = []
     out = Report(lines)
@@ -364,7 +745,10 @@ def run(args: argparse.Namespace) -> int:
     out.curve_table(scores, contenders, transforms)
     out.targets(scores, transforms, photos)
     out.weaknesses(scores, contenders, eq, transforms, photos)
-    per_transform = per_transform_table(scores, contenders, transforms)
+    out.crop_robust(scores, contenders, listed_scores, transforms)
+    out.false_and_hard(scores, contenders, hard_scores, listed_scores, plan)
+    out.timing(photos, contenders, listed_scores, hard_s)
+    per_transform = per_transform_table(scores, contenders, transforms, listed_scores)
 
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
@@ -663,9 +1047,196 @@ class Report:
         low = [p.path for p in photos if (p.original_quality[OURS] or 100) < MIN_QUALITY]
         self.text(f"Originals whose own PDQ quality is below {MIN_QUALITY}: {len(low)} {low}")
 
+    def crop_robust(
+        self,
+        scores: dict[str, Scores],
+        contenders: dict[str, Contender],
+        listed: dict[str, ListScores],
+        transforms: Sequence[Transform],
+    ) -> None:
+        """Recall on the goal edits of crop-robust matching, every contender side by side."""
+        columns: list[tuple[str, Callable[[list[int]], float]]] = []
+        for name, c in contenders.items():
+            columns.append(
+                (
+                    f"{name} @{c.threshold}",
+                    lambda idx, n=name, th=c.threshold: recall(scores[n].genuine[:, idx], th),
+                )
+            )
+        for name, ls in listed.items():
+            columns.append((name, lambda idx, ls=ls: list_recall(ls, idx)))
+            cutoff = zero_false_cutoff(ls)
+            if ls.threshold < (cutoff or 0):
+                columns.append(
+                    (
+                        f"{name} >= {cutoff:g} (0 false)",
+                        lambda idx, ls=ls, c=cutoff: list_recall(ls, idx, c),
+                    )
+                )
+        rows: list[list[object]] = []
+        for goal in GOALS:
+            idx = _goal_idx(transforms, goal)
+            if idx:
+                rows.append([f"{goal}", len(idx)] + [pct(fn(idx)) for _, fn in columns])
+        for label, idx in (
+            ("**all goal edits** (target >= 95%)", _goal_idx(transforms, None)),
+            ("**standard, not goal** (target 100%)", _standard_idx(transforms)),
+        ):
+            if idx:
+                rows.append([label, len(idx)] + [pct(fn(idx)) for _, fn in columns])
+        self.text(
+            "## Crop-robust goals: recall per goal family",
+            "The goal edits: crops of 4-20% (symmetric and 15% off two sides), rotations of "
+            "3-7 degrees (plain and with a 5% crop), screenshots (the photo at 60% of a canvas "
+            "with interface chrome), caption bands and corner logos. Hamming contenders at their "
+            "default or conventional threshold; list matchers at their operating point, and "
+            "where it differs at the lowest cut-off that accepts no false pair "
+            "(distractors and hard negatives).",
+        )
+        self.table(["goal family", "transforms", *(name for name, _ in columns)], rows)
+        goal_rows = []
+        for i in _goal_idx(transforms, None):
+            goal_rows.append(
+                [transforms[i].name, transforms[i].goal] + [pct(fn([i])) for _, fn in columns]
+            )
+        self.text("### Recall per goal edit")
+        self.table(["transform", "goal", *(name for name, _ in columns)], goal_rows)
+
+    def false_and_hard(
+        self,
+        scores: dict[str, Scores],
+        contenders: dict[str, Contender],
+        hard: dict[str, HardScores],
+        listed: dict[str, ListScores],
+        plan: HardPlan,
+    ) -> None:
+        rows: list[list[object]] = []
+        for name, c in contenders.items():
+            s = scores[name]
+            distractors = int((s.impostor <= c.threshold).sum()) + int(
+                (s.pairs <= c.threshold).sum()
+            )
+            h = hard[name]
+            rows.append(
+                [
+                    f"{name} @{c.threshold}",
+                    f"{distractors} / {s.impostor.size + s.pairs.size}",
+                    f"{h.false_pairs} / {h.checks}",
+                    f"distance {int(min(s.impostor.min(), s.pairs.min()))}",
+                    f"distance {h.best:g}",
+                    "-",
+                ]
+            )
+        for name, ls in listed.items():
+            best = max(ls.distractor_scores, default=float("nan"))
+            hard_best = ls.hard.best
+            worst = max(
+                (x for x in (best, hard_best) if x == x),
+                default=float("nan"),
+            )
+            margin = "no false pair reported" if worst != worst else f"{ls.threshold / worst:.2f}x"
+            rows.append(
+                [
+                    f"{name} (>= {ls.threshold:g} {ls.score_name})",
+                    f"{ls.distractor_false} / {ls.distractor_checks}",
+                    f"{ls.hard.false_pairs} / {ls.hard.checks}",
+                    f"{ls.score_name} {best:g}" if best == best else "none reported",
+                    f"{ls.score_name} {hard_best:g}" if hard_best == hard_best else "none reported",
+                    margin,
+                ]
+            )
+            cutoff = zero_false_cutoff(ls)
+            if cutoff is not None and cutoff > ls.threshold:
+                self.lines.append(
+                    f"- {name}: the first cut-off with 0 false matches is {cutoff:g} "
+                    f"{ls.score_name}."
+                )
+        self.text(
+            "## False matches: distractors and hard negatives",
+            "Distractors: every transformed copy and every original of photo A against the "
+            "listed entries of every other photo (pairs; for the list matchers these entries "
+            "include the hard negatives' listed side). Hard negatives: "
+            f"{len(plan.queries)} unlisted photos under each of {len(plan.overlays)} overlays "
+            f"({', '.join(o.name for o in plan.overlays)}), the same overlay on "
+            f"{len(plan.listed)} other, listed photos; pairs against every entry of another "
+            "photo. Closest false pair: the smallest Hamming distance, or the highest score a "
+            "list matcher reported for a pair of different photos (list matchers report only "
+            "pairs their verification passes, so 'none reported' means below its reporting "
+            "floor). Margin: threshold / closest false score.",
+        )
+        self.table(
+            [
+                "contender",
+                "distractor false pairs",
+                "hard-negative false pairs",
+                "closest false (distractors)",
+                "closest false (hard)",
+                "margin",
+            ],
+            rows,
+        )
+        overlay_rows = [
+            [o.name]
+            + [hard[n].by_overlay.get(o.name, 0) for n in contenders]
+            + [ls.hard.by_overlay.get(o.name, 0) for ls in listed.values()]
+            for o in plan.overlays
+        ]
+        self.text("### Hard-negative false pairs per overlay")
+        self.table(["overlay", *contenders, *listed], overlay_rows)
+
+    def timing(
+        self,
+        photos: list[PhotoHashes],
+        contenders: dict[str, Contender],
+        listed: dict[str, ListScores],
+        listing_s: float,
+    ) -> None:
+        per: dict[str, list[float]] = {
+            n: [x for p in photos for x in p.times.get(n, [])] for n in contenders
+        }
+        per.update({n: ls.times for n, ls in listed.items()})
+        ours = statistics.median(per[OURS]) if per.get(OURS) else float("nan")
+        rows = []
+        for name, samples in per.items():
+            if not samples:
+                continue
+            median_ms, p99_ms = summarize_ms(samples)
+            rows.append(
+                [
+                    name,
+                    len(samples),
+                    f"{median_ms:.1f}",
+                    f"{p99_ms:.1f}",
+                    f"{median_ms / 1000 / ours:.1f}x",
+                ]
+            )
+        self.text(
+            "## Time per transformed copy",
+            "Wall time in one worker process per copy: hashing for the Hamming contenders; "
+            "for the list matchers describing plus matching against the list (perception's "
+            "batch search and validation shared out over a photo's copies; the own list is "
+            "one Scanner.scan: MD5, SHA-256, PDQ and the local features). Medians and p99 "
+            "over copies; ratio to uploadscan's PDQ hashing. Building the list matchers' lists "
+            f"(every original and the hard negatives' listed side) took {listing_s:.0f} s.",
+        )
+        self.table(["contender", "copies", "median ms", "p99 ms", "vs uploadscan"], rows)
+
+
+def _goal_idx(transforms: Sequence[Transform], goal: str | None) -> list[int]:
+    if goal is None:
+        return [i for i, t in enumerate(transforms) if t.goal is not None]
+    return [i for i, t in enumerate(transforms) if t.goal == goal]
+
+
+def _standard_idx(transforms: Sequence[Transform]) -> list[int]:
+    return [i for i, t in enumerate(transforms) if t.group == "standard" and t.goal is None]
+
 
 def per_transform_table(
-    scores: dict[str, Scores], contenders: dict[str, Contender], transforms: Sequence[Transform]
+    scores: dict[str, Scores],
+    contenders: dict[str, Contender],
+    transforms: Sequence[Transform],
+    listed: dict[str, ListScores],
 ) -> str:
     lines: list[str] = []
     report = Report(lines)
@@ -675,13 +1246,26 @@ def per_transform_table(
         rows.append(
             [t.name, t.group, int(np.median(g)), int(np.percentile(g, 90)), int(g.max())]
             + [pct(recall(scores[n].genuine[:, i], c.threshold)) for n, c in contenders.items()]
+            + [pct(list_recall(s, [i])) for s in listed.values()]
         )
     report.text(
         "# Detection recall per transform (default/conventional thresholds)",
-        "Distances are uploadscan's (min over query variants, bits of 256; 257 = quality gate).",
+        "Distances are uploadscan's (min over query variants, bits of 256; 257 = quality gate). "
+        "List matchers at their operating points; n/a: not run on that transform.",
     )
-    report.table(["transform", "group", "median", "p90", "max", *contenders], rows)
+    report.table(["transform", "group", "median", "p90", "max", *contenders, *listed], rows)
     return "\n".join(lines)
+
+
+def list_recall(scores: ListScores, idx: Sequence[int], cutoff: float | None = None) -> float:
+    """Share of the run copies among transforms ``idx`` detected (at ``cutoff``: score >= it)."""
+    genuine = scores.genuine[:, list(idx)]
+    ran = ~np.isnan(genuine)
+    if not ran.any():
+        return float("nan")
+    if cutoff is None:
+        return float(scores.matched[:, list(idx)][ran].mean())
+    return float((genuine[ran] >= cutoff).mean())
 
 
 def make_plots(
@@ -776,6 +1360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=0, help="use N photos (spread over the list)")
     parser.add_argument("--transforms", nargs="*", default=(), help="only these transform names")
     parser.add_argument("--max-side", type=int, default=1600)
+    parser.add_argument(
+        "--hard-photos",
+        type=int,
+        default=12,
+        help="photos on each side of the hard negatives (listed with an overlay / queried)",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=RESULTS, help="where tables and plots go")
     parser.add_argument(
