@@ -64,6 +64,8 @@ class ListMatcher(Protocol):
     threshold: float
     #: run on every transform (False: only where ``runs_on`` says, it is too slow for all)
     everywhere: bool
+    #: the lowest score a pair is reported with (None: only pairs at the operating point)
+    floor: float | None
 
     def listed_form(self, data: bytes, image: Image.Image) -> Any: ...
 
@@ -143,6 +145,7 @@ class OwnListMatcher:
         self.threshold = float(local.default_threshold)
         self.home = home
         self.probe_threshold: float | None = None
+        self.floor: float | None = None
         self._scanner: Any = None
         self._pid = -1
         self._setup()
@@ -171,11 +174,11 @@ class OwnListMatcher:
                     self.PROBE,
                     kind="review",
                     source="local:",
-                    settings={"hash_settings": {self.setting: value}},
+                    settings={self.setting: value},
                 )
             except ConfigError:
                 continue
-            self.probe_threshold = float(value)
+            self.probe_threshold = self.floor = float(value)
             break
 
     def listed_form(self, data: bytes, image: Image.Image) -> bytes:
@@ -230,6 +233,7 @@ class PerceptionMatcher:
     score_name = "inliers"
     threshold = 1.0  # it answers matches only: a returned pair is a match
     everywhere = True
+    floor = None
 
     def __init__(self, workdir: Path) -> None:
         import perception.local_descriptor_deduplication  # noqa: F401 - ImportError here
@@ -309,6 +313,7 @@ class CropResistantMatcher:
     score_name = "matching segments"
     threshold = 1.0
     everywhere = False
+    floor = 1.0
     BIT_ERROR_RATE = 0.25
 
     def __init__(self) -> None:

@@ -620,6 +620,7 @@ class ListScores:
     name: str
     score_name: str
     threshold: float
+    floor: float | None  # the lowest score a pair is reported with (None: matches only)
     genuine: npt.NDArray[np.float64]
     matched: npt.NDArray[np.bool_]  # (photos, transforms): detected at the operating point
     distractor_scores: list[float]  # scores of false pairs, copies/originals vs other photos
@@ -676,6 +677,7 @@ def score_list_matcher(
         matcher.name,
         matcher.score_name,
         matcher.threshold,
+        matcher.floor,
         genuine,
         matched,
         distractor_scores,
@@ -1169,6 +1171,7 @@ class Report:
                     f"distance {int(min(s.impostor.min(), s.pairs.min()))}",
                     f"distance {h.best:g}",
                     "-",
+                    "every pair",
                 ]
             )
         for name, ls in listed.items():
@@ -1178,7 +1181,12 @@ class Report:
                 (x for x in (best, hard_best) if x == x),
                 default=float("nan"),
             )
-            margin = "no false pair reported" if worst != worst else f"{ls.threshold / worst:.2f}x"
+            if worst == worst:
+                margin = f"{ls.threshold / worst:.2f}x"
+            elif ls.floor is not None and ls.floor > 1:
+                margin = f">= {ls.threshold / (ls.floor - 1):.2f}x (none reported)"
+            else:
+                margin = "no false pair reported"
             rows.append(
                 [
                     f"{name} (>= {ls.threshold:g} {ls.score_name})",
@@ -1187,6 +1195,7 @@ class Report:
                     f"{ls.score_name} {best:g}" if best == best else "none reported",
                     f"{ls.score_name} {hard_best:g}" if hard_best == hard_best else "none reported",
                     margin,
+                    "matches only" if ls.floor is None else f"{ls.floor:g}",
                 ]
             )
             cutoff = zero_false_cutoff(ls)
@@ -1205,8 +1214,11 @@ class Report:
             f"{len(plan.listed)} other, listed photos; pairs against every entry of another "
             "photo. Closest false pair: the smallest Hamming distance, or the highest score a "
             "list matcher reported for a pair of different photos (list matchers report only "
-            "pairs their verification passes, so 'none reported' means below its reporting "
-            "floor). Margin: threshold / closest false score.",
+            "pairs their verification passes, down to the score in 'reported from': 'none "
+            "reported' means every false pair scored below that). The own list reads them "
+            "from a second list holding the same media at the lowest inlier setting the list "
+            "accepts. Margin: threshold / closest false score; with none reported, at least "
+            "threshold / (reported from - 1).",
         )
         self.table(
             [
@@ -1216,6 +1228,7 @@ class Report:
                 "closest false (distractors)",
                 "closest false (hard)",
                 "margin",
+                "reported from",
             ],
             rows,
         )
