@@ -1,7 +1,8 @@
 """Detection quality: recall under image transforms and false matches, against the peers.
 
     python benchmarks/bench_detection.py              # 69 photos x 90 transforms, about an hour
-    python benchmarks/bench_detection.py --photos 24  # the published run, about 30 minutes
+    python benchmarks/bench_detection.py --goals --photos 12 --hard-photos 8 --tag own-lists
+                                                      # the goal edits, ~40 min on 2 busy cores
     python benchmarks/bench_detection.py --quick      # 4 photos, one strength per family, ~1 min
     python benchmarks/bench_detection.py --images DIR # add your own photos to the originals
 
@@ -717,6 +718,8 @@ def run(args: argparse.Namespace) -> int:
         step = max(1, len(paths) // args.photos)
         paths = paths[::step][: args.photos]
     transforms = select(args.quick, args.transforms)
+    if args.goals:
+        transforms = tuple(t for t in transforms if t.goal or (t.quick and t.group == "standard"))
     functions, missing = _hash_functions()
     contenders = {name: c for name, (c, _) in functions.items()}
     workdir = tempfile.TemporaryDirectory(prefix="bench-detection-")
@@ -797,7 +800,7 @@ def run(args: argparse.Namespace) -> int:
     per_transform = per_transform_table(scores, contenders, transforms, listed_scores)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     plots = make_plots(scores, contenders, transforms, eq, args.out, suffix)
     lines.append("## Plots\n")
     lines += [f"- {p}" for p in plots] or ["- matplotlib not installed: no plots"]
@@ -1427,6 +1430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where tables and plots go")
     parser.add_argument(
         "--cache", type=Path, help="JSON of hashes: reused if present, else written"
+    )
+    parser.add_argument(
+        "--goals",
+        action="store_true",
+        help="only the crop-robust goal edits and one standard transform per family",
+    )
+    parser.add_argument(
+        "--tag", default="", help="added to the result file names (a run on a subset)"
     )
     return run(parser.parse_args(argv))
 
