@@ -62,8 +62,9 @@ class ListMatcher(Protocol):
     #: what the scores count, and the operating point (a score >= threshold matches)
     score_name: str
     threshold: float
-    #: run on every transform (False: only where ``runs_on`` says, it is too slow for all)
-    everywhere: bool
+    #: which transforms it runs on: "all"; "goals" (the goal edits and one standard transform
+    #: per family: it is too slow for all); "goals only" (the goal edits and the identity)
+    scope: str
     #: the lowest score a pair is reported with (None: only pairs at the operating point)
     floor: float | None
 
@@ -133,7 +134,7 @@ class OwnListMatcher:
 
     name = OWN_LIST
     score_name = "inliers"
-    everywhere = True
+    scope = "all"
     LIST = "ours"
     PROBE = "probe"
 
@@ -232,7 +233,7 @@ class PerceptionMatcher:
     name = PERCEPTION_LDD
     score_name = "inliers"
     threshold = 1.0  # it answers matches only: a returned pair is a match
-    everywhere = True
+    scope = "all"
     floor = None
 
     def __init__(self, workdir: Path) -> None:
@@ -312,7 +313,7 @@ class CropResistantMatcher:
     name = CROP_RESISTANT
     score_name = "matching segments"
     threshold = 1.0
-    everywhere = False
+    scope = "goals"
     floor = 1.0
     BIT_ERROR_RATE = 0.25
 

@@ -234,8 +234,12 @@ def _hard_queries_job(item: tuple[str, tuple[int, str, int, tuple[str, ...]]]) -
 
 
 def runs_on(matcher: ListMatcher, transform: Transform) -> bool:
-    """Slow matchers run on the goal transforms and the quick standard ones only."""
-    return matcher.everywhere or transform.goal is not None or transform.quick
+    """Whether ``matcher`` answers copies made by ``transform`` (see ``ListMatcher.scope``)."""
+    if matcher.scope == "all" or transform.goal is not None:
+        return True
+    if matcher.scope == "goals":
+        return transform.quick
+    return transform.name == "identity (PNG)"
 
 
 def _decoded(data: bytes) -> Image.Image:
@@ -728,10 +732,12 @@ def run(args: argparse.Namespace) -> int:
     contenders = {name: c for name, (c, _) in functions.items()}
     workdir = tempfile.TemporaryDirectory(prefix="bench-detection-")
     matchers, missing_matchers = list_matchers(Path(workdir.name))
-    if args.quick:  # the segment hash takes seconds per image: not for a smoke-sized run
-        for slow in [m for m in matchers if not m.everywhere]:
-            matchers.remove(slow)
-            missing_matchers[slow.name] = "too slow for --quick (seconds per image)"
+    if args.quick:  # a smoke-sized run: the goal edits and the identity only
+        for matcher in list(matchers):
+            if matcher.scope == "goals":  # the segment hash takes seconds per image
+                matchers.remove(matcher)
+                missing_matchers[matcher.name] = "too slow for --quick (seconds per image)"
+            matcher.scope = "goals only"
     missing.update(missing_matchers)
     for name, reason in missing_matchers.items():
         print(f"skipping {name}: {reason}", file=sys.stderr)
