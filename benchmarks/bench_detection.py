@@ -185,6 +185,8 @@ _WORKER: dict[str, tuple[Contender, HashFn]] = {}
 _MATCHERS: list[ListMatcher] = []
 #: keys of hard-negative entries start here; below it a key is the photo's index
 HARD_BASE = 1_000_000
+#: photo ids of the hard negatives' photos start here; below it an id is an original's index
+HARD_PHOTO = 100_000
 
 
 _LOADED = [""]  # the matchers file this worker process holds
@@ -531,24 +533,31 @@ def equal_fmr_threshold(impostor: npt.NDArray[np.int32], target_rate: float, bit
 
 @dataclass(frozen=True)
 class HardPlan:
-    """Which photos carry each overlay on the list (``listed``) and which carry it as unlisted
-    queries (``queries``): disjoint halves, so every accepted pair is a false match."""
+    """The hard negatives' photos, none of them among the originals whose copies are queried
+    (a copy must not find its own photo under an overlay on the list): ``listed`` carry each
+    overlay on the list, ``queries`` (unlisted) carry it as uploads; every accepted pair of
+    the two is a false match. Indices are into ``paths``."""
 
     overlays: tuple[Overlay, ...]
+    paths: tuple[Path, ...]
     listed: tuple[int, ...]
     queries: tuple[int, ...]
 
     @classmethod
-    def make(cls, photos: int, per_side: int, overlays: Sequence[Overlay]) -> HardPlan:
-        listed = tuple(range(0, photos, 2))[:per_side]
-        queries = tuple(range(1, photos, 2))[:per_side]
-        return cls(tuple(overlays), listed, queries)
+    def make(cls, paths: Sequence[Path], per_side: int, overlays: Sequence[Overlay]) -> HardPlan:
+        listed = tuple(range(0, len(paths), 2))[:per_side]
+        queries = tuple(range(1, len(paths), 2))[:per_side]
+        return cls(tuple(overlays), tuple(paths), listed, queries)
 
-    def key(self, overlay: int, photo: int) -> int:
-        return HARD_BASE + overlay * 10_000 + photo
+    def key(self, overlay: int, index: int) -> int:
+        return HARD_BASE + overlay * 10_000 + index
+
+    def photo(self, index: int) -> int:
+        """The photo id of ``paths[index]``, apart from the originals' ids (their indices)."""
+        return HARD_PHOTO + index
 
     def photo_of(self, key: int) -> int:
-        return key if key < HARD_BASE else (key - HARD_BASE) % 10_000
+        return key if key < HARD_BASE else HARD_PHOTO + (key - HARD_BASE) % 10_000
 
     @property
     def pairs(self) -> int:
@@ -565,7 +574,8 @@ def build_lists(
         jobs += [(i, i, str(p), args.max_side, None) for i, p in enumerate(paths)]
     for o, overlay in enumerate(plan.overlays):
         jobs += [
-            (plan.key(o, a), a, str(paths[a]), args.max_side, overlay.name) for a in plan.listed
+            (plan.key(o, a), plan.photo(a), str(plan.paths[a]), args.max_side, overlay.name)
+            for a in plan.listed
         ]
     hard: list[ListedImage] = []
     state = save_matchers(workdir, "empty")
@@ -722,9 +732,15 @@ def run(args: argparse.Namespace) -> int:
         args.photos = 4
     if args.quick:
         args.hard_photos = min(args.hard_photos, 1)
+    pool_paths = list(paths)
     if args.photos:
         step = max(1, len(paths) // args.photos)
         paths = paths[::step][: args.photos]
+    # The hard negatives' photos: ones not selected, else the last selected ones, taken out.
+    spare = [p for p in pool_paths if p not in set(paths)]
+    taken = max(0, min(2 * args.hard_photos - len(spare), len(paths) - 2))
+    hard_paths = spare[: 2 * args.hard_photos] + (paths[len(paths) - taken :] if taken else [])
+    paths = paths[: len(paths) - taken]
     transforms = select(args.quick, args.transforms)
     if args.goals:
         transforms = tuple(t for t in transforms if t.goal or (t.quick and t.group == "standard"))
@@ -742,7 +758,7 @@ def run(args: argparse.Namespace) -> int:
     for name, reason in missing_matchers.items():
         print(f"skipping {name}: {reason}", file=sys.stderr)
     overlays = [o for o in OVERLAYS if o.quick or not args.quick]
-    plan = HardPlan.make(len(paths), args.hard_photos, overlays)
+    plan = HardPlan.make(hard_paths, args.hard_photos, overlays)
 
     print("# Detection quality\n")
     print_machine_info([("workers", str(args.workers))])
@@ -760,7 +776,7 @@ def run(args: argparse.Namespace) -> int:
         photos = load_hashes(args.cache, jobs, [m.name for m in matchers])
     cached = len(photos)
     hard_jobs = [
-        (j, str(paths[j]), args.max_side, tuple(o.name for o in plan.overlays))
+        (plan.photo(j), str(plan.paths[j]), args.max_side, tuple(o.name for o in plan.overlays))
         for j in plan.queries
     ]
     with pool:
@@ -1224,7 +1240,8 @@ class Report:
             "include the hard negatives' listed side). Hard negatives: "
             f"{len(plan.queries)} unlisted photos under each of {len(plan.overlays)} overlays "
             f"({', '.join(o.name for o in plan.overlays)}), the same overlay on "
-            f"{len(plan.listed)} other, listed photos; pairs against every entry of another "
+            f"{len(plan.listed)} other, listed photos (none of these photos is among the "
+            "originals whose copies are queried); pairs against every entry of another "
             "photo. Closest false pair: the smallest Hamming distance, or the highest score a "
             "list matcher reported for a pair of different photos (list matchers report only "
             "pairs their verification passes, down to the score in 'reported from': 'none "
