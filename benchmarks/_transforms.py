@@ -8,9 +8,18 @@ itself about encoding, so each row measures one edit and not an unrelated JPEG r
 chains add the realistic re-encoding.
 
 ``group`` says how the result is judged: "standard" transforms are the ones a perceptual hash is
-expected to survive (the recall target applies to them); "crop" and "rotate-small" are reported
-separately because global DCT hashes such as PDQ are known to move under them; "strong" is the
-far end of a standard family (heavy blur, heavy noise, large overlays), shown for context.
+expected to survive (the recall target applies to them); "crop", "rotate-small", "screenshot" and
+"caption/logo" are reported separately because global DCT hashes such as PDQ are known to move
+under them; "strong" is the far end of a standard family (heavy blur, heavy noise, large
+overlays), shown for context.
+
+``goal`` marks the edits the crop-robust matching of own lists is judged on (crops of 4-20%,
+symmetric and off two sides; rotations of 3-7 degrees, plain and with a 5% crop; screenshots
+with the photo at 60% of the canvas; caption bands; corner logos): their recall target is 95%.
+
+``OVERLAYS`` are the hard negatives: one overlay (the same logo, caption band or screenshot
+chrome) put on *different* photos, once on listed photos and once on unlisted queries, so any
+match between them is a false match caused by the overlay alone.
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 Edit = Callable[[Image.Image, int], Image.Image]  # (image, seed) -> image
 
-GROUPS = ("standard", "crop", "rotate-small", "strong")
+GROUPS = ("standard", "crop", "rotate-small", "screenshot", "caption/logo", "strong")
+#: the goal families of crop-robust matching, in report order
+GOALS = ("crop", "rotate", "screenshot", "caption", "logo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,8 @@ class Transform:
     fmt: str = "BMP"
     #: the one strength per family that ``--quick`` runs
     quick: bool = False
+    #: the crop-robust goal family this edit belongs to (one of ``GOALS``), if any
+    goal: str | None = None
 
     def apply(self, image: Image.Image, seed: int) -> bytes:
         """The transformed image, encoded as the file an uploader would send."""
@@ -98,6 +111,20 @@ def crop_centre(fraction: float) -> Edit:
         w, h = image.size
         dx, dy = round(w * fraction / 2), round(h * fraction / 2)
         return image.crop((dx, dy, w - dx, h - dy))
+
+    return edit
+
+
+def crop_sides(fraction: float, sides: str) -> Edit:
+    """Cut ``fraction`` of the width and of the height off the named sides ("lt": the left
+    and the top), as when a corner of a picture is cropped away."""
+
+    def edit(image: Image.Image, seed: int) -> Image.Image:
+        w, h = image.size
+        dx, dy = round(w * fraction), round(h * fraction)
+        left, top = (dx if "l" in sides else 0), (dy if "t" in sides else 0)
+        right, bottom = (w - dx if "r" in sides else w), (h - dy if "b" in sides else h)
+        return image.crop((left, top, right, bottom))
 
     return edit
 
@@ -284,6 +311,133 @@ def canvas(share: float) -> Edit:
     return edit
 
 
+def social_screenshot(share: float) -> Edit:
+    """A web-page screenshot: tabs, an address bar, a menu of text on the left, the image at
+    ``share`` of the page width, post text below and a column of text on the right. Heavier,
+    text-rich chrome than ``canvas``, so it is also the harder shared-chrome negative."""
+
+    def edit(image: Image.Image, seed: int) -> Image.Image:
+        w, h = image.size
+        cw = max(w, 320)
+        iw = round(cw * share)
+        ih = max(1, round(h * iw / w))
+        u = max(2, cw // 100)
+        top = 13 * u
+        out = Image.new("RGB", (cw, top + ih + 16 * u), (250, 250, 252))
+        d = ImageDraw.Draw(out)
+        small = _font(2 * u)
+        d.rectangle((0, 0, cw, 5 * u), fill=(222, 225, 230))
+        for k, label in enumerate(("Home - example.social", "Inbox (3)", "News")):
+            x = 2 * u + k * 22 * u
+            d.rectangle((x, u, x + 20 * u, 5 * u), fill=(245, 245, 248))
+            d.text((x + u, 2 * u), label, font=small, fill=(30, 30, 30))
+        d.rectangle((10 * u, 6 * u, cw - 10 * u, 9 * u), fill=(255, 255, 255), outline=(200,) * 3)
+        d.text((12 * u, 6 * u + u // 2), "https://example.social/p/4815162342", font=small, fill=0)
+        menu = ("Home", "Explore", "Notifications", "Messages", "Bookmarks", "Profile", "More")
+        for k, label in enumerate(menu):
+            y = top + 4 * k * u
+            d.ellipse((2 * u, y, 4 * u, y + 2 * u), fill=(40, 40, 40))
+            d.text((5 * u, y), label, font=small, fill=(20, 20, 20))
+        left = round(cw * 0.20)
+        d.text((left, top - 3 * u), "Example Channel @example", font=small, fill=0)
+        out.paste(image.resize((iw, ih), Image.Resampling.BICUBIC), (left, top))
+        post = (
+            "Look at this. Share before it is deleted!",
+            "#news #breaking #example",
+            "12:04 PM - 3 Mar - 1.2M views",
+            "Reply     Repost     Like     Share",
+        )
+        for k, line in enumerate(post):
+            d.text((left, top + ih + u + 3 * k * u), line, font=small, fill=(20, 20, 20))
+        side = left + iw + 2 * u
+        if side < cw - 8 * u:
+            d.text((side, top), "What's happening", font=small, fill=0)
+            for k in range(6):
+                d.text(
+                    (side, top + (k + 2) * 3 * u),
+                    f"Trending #{k + 1}",
+                    font=small,
+                    fill=(90, 90, 90),
+                )
+        return out
+
+    return edit
+
+
+def logo(size: int) -> Image.Image:
+    """An outlet's mark (RGBA): a dark disc with a ring, a star, initials and a name band."""
+    s = max(24, size)
+    mark = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    d = ImageDraw.Draw(mark)
+    ring = (240, 200, 40, 255)
+    d.ellipse((0, 0, s - 1, round(s * 0.8)), fill=(10, 10, 10, 235), outline=ring, width=s // 24)
+    cx, cy, r = s / 2, s * 0.4, s * 0.28
+    angles = -np.pi / 2 + np.arange(10) * np.pi / 5
+    radii = np.where(np.arange(10) % 2 == 0, r, r * 0.45)
+    d.polygon(
+        list(zip(cx + radii * np.cos(angles), cy + radii * np.sin(angles), strict=True)), ring
+    )
+    d.text((cx, cy + r * 0.15), "AX", font=_font(s // 6), fill=(10, 10, 10, 255), anchor="mm")
+    d.rectangle((0, round(s * 0.8), s - 1, s - 1), fill=(200, 20, 20, 255))
+    d.text((cx, s * 0.9), "AL-EXAMPLE MEDIA", font=_font(s // 11), fill=(255,) * 4, anchor="mm")
+    return mark
+
+
+def stamp_logo(share: float, corner: str) -> Edit:
+    """``logo`` at ``share`` of the image width in a corner ("tl", "br", ...): a channel's
+    mark stamped on everything it reposts."""
+
+    def edit(image: Image.Image, seed: int) -> Image.Image:
+        w, h = image.size
+        s = max(24, round(w * share))
+        margin = round(w * 0.03)
+        x = margin if "l" in corner else w - s - margin
+        y = margin if "t" in corner else h - s - margin
+        out = image.convert("RGBA")
+        out.alpha_composite(logo(s), (max(0, x), max(0, y)))
+        return out.convert("RGB")
+
+    return edit
+
+
+CAPTION = (
+    "BREAKING: footage the channel says was filmed this morning",
+    "shared by @example_channel - follow for more",
+)
+
+
+def caption_band(where: str, share: float = 0.16) -> Edit:
+    """A two-line caption band of ``share`` of the height: added below the photo (white on
+    black, the canvas grows), added above it (black on white, meme style), or drawn "over" the
+    bottom of the photo (hiding what is beneath). The same text and style on every image."""
+
+    def edit(image: Image.Image, seed: int) -> Image.Image:
+        w, h = image.size
+        band = max(20, round(h * share))
+        light, dark = (255, 255, 255), (0, 0, 0)
+        fg, bg = (dark, light) if where == "above" else (light, dark)
+        if where == "over":
+            out, y0 = image.copy(), h - band
+        else:
+            out = Image.new("RGB", (w, h + band), bg)
+            out.paste(image, (0, band if where == "above" else 0))
+            y0 = 0 if where == "above" else h
+        d = ImageDraw.Draw(out)
+        d.rectangle((0, y0, w, y0 + band), fill=bg)
+        size = max(8, band // 4)
+        d.text((w // 2, y0 + band // 3), CAPTION[0], font=_font(size), fill=fg, anchor="mm")
+        d.text(
+            (w // 2, y0 + 3 * band // 4),
+            CAPTION[1],
+            font=_font(size * 3 // 4),
+            fill=fg,
+            anchor="mm",
+        )
+        return out
+
+    return edit
+
+
 def chain(*edits: Edit) -> Edit:
     def edit(image: Image.Image, seed: int) -> Image.Image:
         for step in edits:
@@ -339,8 +493,8 @@ TRANSFORMS: tuple[Transform, ...] = (
     _T("unsharp mask", "blur/sharpen/noise", _STD, unsharp),
     _T("noise s5", "blur/sharpen/noise", _STD, noise(5)),
     _T("noise s10", "blur/sharpen/noise", _STD, noise(10), quick=True),
-    _T("caption text", "overlay", _STD, caption, quick=True),
-    _T("corner watermark", "overlay", _STD, corner_watermark),
+    _T("caption text", "overlay", _STD, caption, quick=True, goal="caption"),
+    _T("corner watermark", "overlay", _STD, corner_watermark, goal="logo"),
     _T("border 5% black", "border/letterbox/pad", _STD, border(0.05, (0, 0, 0))),
     _T("border 10% white", "border/letterbox/pad", _STD, border(0.10, (255, 255, 255))),
     _T("letterbox 16:9", "border/letterbox/pad", _STD, letterbox_169, quick=True),
@@ -349,7 +503,7 @@ TRANSFORMS: tuple[Transform, ...] = (
     _T("pad left+top 10% white", "border/letterbox/pad", _STD, pad_asymmetric(0.10)),
     _T("pad left+top 25% white", "border/letterbox/pad", _STD, pad_asymmetric(0.25)),
     _T("screenshot canvas 80%", "canvas", _STD, canvas(0.80), quick=True),
-    _T("screenshot canvas 60%", "canvas", _STD, canvas(0.60)),
+    _T("screenshot canvas 60%", "canvas", _STD, canvas(0.60), goal="screenshot"),
     _T("resize 0.5x + jpeg q70", "chain", _STD, resize(0.5), "JPEG:70", quick=True),
     _T("mirror h + jpeg q70", "chain", _STD, _FLIP_H, "JPEG:70"),
     _T("grey + resize 0.75x + jpeg q80", "chain", _STD, chain(greyscale, resize(0.75)), "JPEG:80"),
@@ -379,20 +533,132 @@ TRANSFORMS: tuple[Transform, ...] = (
         for p in (2, 5, 10, 20)
     ),
     *(
-        _T(f"crop centre {p}%", "crop centre", "crop", crop_centre(p / 100), quick=p == 10)
+        _T(
+            f"crop centre {p}%",
+            "crop centre",
+            "crop",
+            crop_centre(p / 100),
+            quick=p == 10,
+            goal="crop" if p >= 4 else None,
+        )
         for p in (2, 5, 10, 20)
     ),
     _T("crop edge 5% + jpeg q70", "crop edge", "crop", crop_edge(0.05), "JPEG:70"),
+    _T("crop centre 4%", "crop centre", "crop", crop_centre(0.04), goal="crop"),
+    _T("crop 15% off left+top", "crop two sides", "crop", crop_sides(0.15, "lt"), goal="crop"),
+    _T(
+        "crop 15% off right+bottom + jpeg q70",
+        "crop two sides",
+        "crop",
+        crop_sides(0.15, "rb"),
+        "JPEG:70",
+        quick=True,
+        goal="crop",
+    ),
     *(
-        _T(f"rotate {d} deg", "rotate small", "rotate-small", rotate(d), quick=d == 3)
+        _T(
+            f"rotate {d} deg",
+            "rotate small",
+            "rotate-small",
+            rotate(d),
+            quick=d == 3,
+            goal="rotate" if d >= 3 else None,
+        )
         for d in (1, 2, 3, 5)
     ),
     _T("rotate 3 deg + resize 0.5x", "rotate small", "rotate-small", chain(rotate(3), resize(0.5))),
+    _T("rotate 7 deg", "rotate small", "rotate-small", rotate(7), goal="rotate"),
+    *(
+        _T(
+            f"rotate {d} deg + crop 5%",
+            "rotate small + crop",
+            "rotate-small",
+            chain(rotate(d), crop_centre(0.05)),
+            quick=d == -5,
+            goal="rotate",
+        )
+        for d in (3, -5, 7)
+    ),
+    _T(
+        "screenshot social 60%",
+        "screenshot",
+        "screenshot",
+        social_screenshot(0.60),
+        quick=True,
+        goal="screenshot",
+    ),
+    _T(
+        "screenshot social 60% + jpeg q80",
+        "screenshot",
+        "screenshot",
+        social_screenshot(0.60),
+        "JPEG:80",
+        goal="screenshot",
+    ),
+    _T("caption band below", "caption band", "caption/logo", caption_band("below"), goal="caption"),
+    _T(
+        "caption band above",
+        "caption band",
+        "caption/logo",
+        caption_band("above"),
+        quick=True,
+        goal="caption",
+    ),
+    _T(
+        "caption band over photo",
+        "caption band",
+        "caption/logo",
+        caption_band("over"),
+        goal="caption",
+    ),
+    _T(
+        "logo top-left 22%", "logo", "caption/logo", stamp_logo(0.22, "tl"), quick=True, goal="logo"
+    ),
+    _T(
+        "logo bottom-right 15% + jpeg q70",
+        "logo",
+        "caption/logo",
+        stamp_logo(0.15, "br"),
+        "JPEG:70",
+        goal="logo",
+    ),
     _T("blur r4", "blur/sharpen/noise", "strong", blur(4)),
     _T("noise s25", "blur/sharpen/noise", "strong", noise(25)),
     _T("jpeg q10", "jpeg", "strong", identity, "JPEG:10"),
     _T("centre watermark", "overlay", "strong", centre_watermark),
     _T("meme text", "overlay", "strong", meme_text),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """A hard negative: ``listed`` goes on listed photos, ``query`` on *other*, unlisted photos;
+    both carry the same overlay, so a match between them is a false match."""
+
+    name: str
+    listed: Edit
+    query: Edit
+    fmt: str = "PNG"
+    quick: bool = False
+
+    def apply(self, image: Image.Image, seed: int, *, listed: bool) -> bytes:
+        edit = self.listed if listed else self.query
+        return encode(edit(image, seed ^ zlib.crc32(self.name.encode())), self.fmt)
+
+
+OVERLAYS: tuple[Overlay, ...] = (
+    Overlay("same logo, same place", stamp_logo(0.22, "tl"), stamp_logo(0.22, "tl"), quick=True),
+    Overlay("same logo, other corner and size", stamp_logo(0.22, "tl"), stamp_logo(0.30, "br")),
+    Overlay("same caption band below", caption_band("below"), caption_band("below")),
+    Overlay("same caption band over photo", caption_band("over"), caption_band("over")),
+    Overlay("same viewer chrome", canvas(0.60), canvas(0.60)),
+    Overlay(
+        "same social chrome + jpeg q80",
+        social_screenshot(0.60),
+        social_screenshot(0.60),
+        "JPEG:80",
+        quick=True,
+    ),
 )
 
 

@@ -91,6 +91,21 @@ def test_run_all_quick_detection(tmp_path: Path, data_dir: Path) -> None:
     assert targets["false matches, distinct originals"][-1] == "met"
     assert targets["mirrors and 90/180/270 rotations"][-1] == "met"
 
+    # The crop-robust peers and the hard negatives are in the same run. The own list runs
+    # where the "sift" hash type is registered and is otherwise skipped with its reason.
+    assert "## False matches: distractors and hard negatives" in summary
+    assert "## Crop-robust goals: recall per goal family" in summary
+    identity = per_transform["identity (PNG)"]
+    if importlib.util.find_spec("perception") is not None:
+        assert identity[header.index("perception local descriptors")] == "100.0%"
+    from uploadscan import hashtypes
+
+    if "sift" in hashtypes.registry:
+        assert identity[header.index("own list (PDQ + sift)")] == "100.0%"
+    else:
+        assert "own list (PDQ + sift)" not in header
+        assert 'hash type "sift" is not registered' in summary
+
     if importlib.util.find_spec("matplotlib") is None:
         assert "matplotlib not installed" in summary
     else:
