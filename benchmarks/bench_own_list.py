@@ -415,7 +415,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes describing filler")
     parser.add_argument("--baseline", default="main", help="revision for the unchanged check")
     parser.add_argument("--home", type=Path, help="data directory to build (default: temp)")
+    parser.add_argument(
+        "--quick", action="store_true", help="300 filler images, 1 round (run_all --quick)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.entries, args.rounds = min(args.entries, 300), 1
     reexec_with_one_thread()
 
     import cv2
