@@ -231,7 +231,10 @@ def _done(checkpoint: Path) -> int:
 def test_killed_backfill_resumes_without_duplicates(runner: TaskRunner, tmp_path: Path) -> None:
     """The first run starts its own LocalCluster and is killed with it (SIGKILL to the process
     group) mid-way; the second resumes on the shared cluster through ``--scheduler``."""
-    paths = link_media(tmp_path / "catalogue", [fixture(name) for name in IMAGES], copies=3)
+    # Enough files that the job is still running after its first checkpoint flush (at most
+    # once a second or per 256 files), so the kill lands mid-way.
+    copies = 12
+    paths = link_media(tmp_path / "catalogue", [fixture(name) for name in IMAGES], copies=copies)
     home = tmp_path / "home"
     with Scanner.open(home) as scanner:
         add_lists(scanner, tmp_path, LISTED_PDQ, LISTED_MD5)
@@ -282,7 +285,7 @@ def test_killed_backfill_resumes_without_duplicates(runner: TaskRunner, tmp_path
     assert len({d.verdict_id for d in decisions}) == len(paths)
     assert {d.origin for d in decisions} == {DecisionOrigin.BACKFILL}
     flagged = sum(d.action is not Action.ALLOW for d in decisions)
-    assert flagged == 3 * 3  # scene_b, scene_e (PDQ) and scene_d (MD5) in three copies each
+    assert flagged == 3 * copies  # scene_b, scene_e (PDQ) and scene_d (MD5), every copy
     with PublishedRecord.open(home / "published.sqlite3") as record:
         assert record.count() == len(paths)
     with sqlite3.connect(checkpoint) as conn:
@@ -313,17 +316,15 @@ with Scanner.open(sys.argv[1], audit=False) as scanner:
 """
 
 
-def test_kill_between_audit_and_checkpoint_records_nothing_twice(
-    tmp_path: Path, data_dir: Path
-) -> None:
+def test_kill_between_audit_and_checkpoint_records_nothing_twice(tmp_path: Path) -> None:
     """SIGKILL at a known point: three decisions audited, the third file's record and
     checkpoint row not yet written (they are flushed after a task's results, at most once a
     second or per 256 files). The next run scans the unmarked files again and must find their
     decisions already there."""
-    paths = link_media(data_dir, tmp_path / "catalogue", IMAGES[:6])
+    paths = link_media(tmp_path / "catalogue", [fixture(name) for name in IMAGES[:6]])
     home = tmp_path / "home"
     with Scanner.open(home) as scanner:
-        add_lists(scanner, data_dir, tmp_path, LISTED_PDQ, LISTED_MD5)
+        add_lists(scanner, tmp_path, LISTED_PDQ, LISTED_MD5)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     checkpoint = tmp_path / "checkpoint.sqlite3"
     source = str(tmp_path / "catalogue")

@@ -175,7 +175,7 @@ def test_pytest_without_the_corpus_skips_only_the_extended_tests(tmp_path: Path)
         )
 
     bundled = "tests/test_fixtures.py::test_manifest_lists_every_file_with_its_size_and_digest"
-    extended = "tests/test_serve.py::test_health_and_ready"  # needs the corpus's photos
+    extended = "tests/test_hash_file.py::test_imagehash_known_values"  # the corpus's photos
     out = pytest_run("none", bundled, extended)
     assert out.returncode == 0, out.stdout[-2000:]
     assert "1 passed, 1 skipped" in out.stdout and "extended corpus absent" in out.stdout

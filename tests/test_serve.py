@@ -334,12 +334,12 @@ def test_pictrs_refuses_review_and_unseen_bytes_by_default(client: httpx.Client)
 
 
 def test_a_listed_file_that_is_not_media_is_blocked_everywhere_and_logged(
-    server_factory: Callable[..., Running], tmp_path: Path, data_dir: Path
+    server_factory: Callable[..., Running], tmp_path: Path
 ) -> None:
     # GIFCT and TCAP share file hashes of PDFs and archives: such a file is blocked on its MD5
     # by /v1/scan and refused by pict-rs, and its decision keeps its SHA-256.
     manifesto = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" + b"% manifesto\n" * 300
-    home = build_home(tmp_path / "home", data_dir)
+    home = build_home(tmp_path / "home")
     with Scanner.open(home) as scanner:
         scanner.store.apply_batch(
             "blocked", [EntryUpsert("md5", hashlib.md5(manifesto).hexdigest())]
