@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,17 +227,63 @@ def _done(checkpoint: Path) -> int:
         return 0
 
 
+_KILL_MIDWAY = """
+import os, signal, sys, time
+from uploadscan import Scanner
+from uploadscan.batch import backfill
+
+seen = 0
+
+
+def kill_midway(item):
+    # Item 10 waits past the writer's flush interval, so the 10 are checkpointed when that
+    # task ends; item 20 kills the job and its LocalCluster (this process group) before the
+    # next flush is due.
+    global seen
+    seen += 1
+    if seen == 10:
+        time.sleep(1.5)
+    elif seen == 20:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+with Scanner.open(sys.argv[1]) as scanner:
+    backfill(
+        scanner, sys.argv[2], checkpoint=sys.argv[3], workers=2, batch_size=1,
+        on_item=kill_midway,
+    )
+"""
+
+
 def test_killed_backfill_resumes_without_duplicates(runner: TaskRunner, tmp_path: Path) -> None:
     """The first run starts its own LocalCluster and is killed with it (SIGKILL to the process
-    group) mid-way; the second resumes on the shared cluster through ``--scheduler``."""
-    # Enough files that the job is still running after its first checkpoint flush (at most
-    # once a second or per 256 files), so the kill lands mid-way.
-    copies = 12
+    group) mid-way, at a point the job itself picks so the kill never depends on the machine's
+    speed; the second resumes on the shared cluster through ``--scheduler``."""
+    copies = 3
     paths = link_media(tmp_path / "catalogue", [fixture(name) for name in IMAGES], copies=copies)
     home = tmp_path / "home"
     with Scanner.open(home) as scanner:
         add_lists(scanner, tmp_path, LISTED_PDQ, LISTED_MD5)
     checkpoint = tmp_path / "checkpoint.sqlite3"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    first = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILL_MIDWAY,
+            str(home),
+            str(tmp_path / "catalogue"),
+            str(checkpoint),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        start_new_session=True,
+    )
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    killed_at = _done(checkpoint)
+    assert 10 <= killed_at < 20 < len(paths), killed_at
     base = [
         sys.executable,
         "-m",
@@ -252,21 +297,6 @@ def test_killed_backfill_resumes_without_duplicates(runner: TaskRunner, tmp_path
         "--batch-size",
         "1",
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    first = subprocess.Popen(
-        [*base, "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while _done(checkpoint) < 4 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)  # the job and its local cluster, mid-way
-    first.communicate(timeout=30)
-    killed_at = _done(checkpoint)
-    assert 4 <= killed_at < len(paths), "the job must be killed mid-way"
 
     assert isinstance(runner, DaskRunner)
     address = runner.client.scheduler.address
