@@ -32,7 +32,7 @@ import base64
 import binascii
 import functools
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, overload
 
 import numpy as np
@@ -204,15 +204,6 @@ class SiftHashType(HashType):
                 f"got {value!r}"
             )
         return float(value)
-
-    def accepts(
-        self,
-        measure: float,
-        evidence: Mapping[str, float | int | str] | None,
-        setting: Callable[[str], float | None],
-    ) -> bool:
-        value = setting("sift_inliers")
-        return measure >= (DEFAULT_INLIERS if value is None else value)
 
     # ------------------------------------------------------------------ the index
 
