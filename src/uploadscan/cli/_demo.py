@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from .._samples import SAMPLE_NAMES, sample_image
+from ._arguments import add_home_argument
 from ._output import print_json_line, print_table, progress
 
 LISTED = SAMPLE_NAMES[:3]
@@ -25,8 +26,6 @@ UNRELATED = SAMPLE_NAMES[3:]
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     parser = subparsers.add_parser(
         "demo", help="build a sample list and scan altered and unrelated images (offline)"
     )

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._arguments import add_home_argument
 from ._output import print_json_line
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     doctor = subparsers.add_parser(
         "doctor", help="check the data directory; --repair rebuilds damaged index files"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import UploadScanError
+from ._arguments import add_home_argument
 from ._output import print_json_line
 
 EXIT_CODES = """exit status:
@@ -23,8 +24,6 @@ EXIT_CODES = """exit status:
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     parser = subparsers.add_parser(
         "hash",
         help="print the hashes of files as JSON lines",

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._action import Action
 from .._settings import ScannerSettings
+from ._arguments import add_home_argument
 from ._output import ProgressBar, print_json_line
 
 
@@ -39,8 +40,6 @@ def _add_dask_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     retro = subparsers.add_parser(
         "retro",
         help="match entries added by recent syncs against the published-content record",

@@ -21,12 +21,11 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..store._lists import HashList, ListSettings, SourceKind
+from ._arguments import add_home_argument
 from ._output import print_json_line, print_table, progress
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     parser = subparsers.add_parser("lists", help="add, remove, show or configure hash lists")
     add_home_argument(parser)
     actions = parser.add_subparsers(dest="lists_command", metavar="ACTION", required=True)

@@ -8,11 +8,10 @@ import sys
 from typing import Any
 
 from .._errors import ConfigError
+from ._arguments import add_home_argument
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     parser = subparsers.add_parser("report", help="counts for a transparency report")
     add_home_argument(parser)
     parser.add_argument("--since", metavar="DATE", help="ISO date or time (UTC), inclusive")

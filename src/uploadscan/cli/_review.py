@@ -8,13 +8,12 @@ import sys
 from typing import Any
 
 from .._review import ReviewDecision
+from ._arguments import add_home_argument
 from ._output import print_json_line, print_table
 from ._report import parse_time
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     parser = subparsers.add_parser("review", help="list, decide and export review items")
     add_home_argument(parser)
     actions = parser.add_subparsers(dest="review_command", metavar="ACTION", required=True)

@@ -15,6 +15,7 @@ from typing import Any
 from .._action import Action
 from .._errors import UploadReadError
 from .._settings import ScannerSettings
+from ._arguments import add_home_argument
 from ._output import print_json_line, progress
 
 EXIT_CODES = """exit status:
@@ -24,8 +25,6 @@ EXIT_CODES = """exit status:
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     parser = subparsers.add_parser(
         "scan",
         help="scan files against the configured lists",

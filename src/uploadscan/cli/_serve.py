@@ -13,13 +13,12 @@ from typing import Any
 from .._action import Action
 from .._settings import ScannerSettings
 from ..serve._settings import DEFAULT_MIN_RECEIVE_RATE, DEFAULT_RECEIVE_TIMEOUT, PictrsReview
+from ._arguments import add_home_argument
 
 TOKEN_ENV = "UPLOADSCAN_TOKEN"
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     parser = subparsers.add_parser(
         "serve",
         help="run the HTTP service (POST /v1/scan, /v1/lookup; pict-rs and HMA compatible)",

@@ -16,12 +16,11 @@ import time
 from typing import Any
 
 from ..sync._deadline import DEFAULT_DEADLINE_SECONDS
+from ._arguments import add_home_argument
 from ._output import ProgressBar, print_json_line, print_table
 
 
 def register(subparsers: Any) -> None:
-    from . import add_home_argument
-
     sync = subparsers.add_parser("sync", help="pull configured lists from their sources")
     add_home_argument(sync)
     sync.add_argument("names", nargs="*", metavar="LIST", help="lists to sync (default: all)")
