@@ -28,6 +28,7 @@ import uploadscan
 from uploadscan import Action, FeatureRecordError, InvalidHashError, ListSettings, Scanner
 from uploadscan._own_lists import export_list
 from uploadscan.hashing._registry import registry
+from uploadscan.hashing._result import Query
 from uploadscan.hashing._sift_describe import describe, to_working_gray
 from uploadscan.hashing._sift_features import WORK_SIZE, Features
 from uploadscan.store._lists import EntryUpsert
@@ -175,7 +176,9 @@ def test_describe_works_at_the_working_size_and_mirrors_by_permutation() -> None
     nearest = gap.argmin(axis=1)
     turn = np.abs((derived.angle - flipped.angle[nearest] + 180.0) % 360.0 - 180.0)
     same = (gap[np.arange(len(derived)), nearest] < 0.1) & (turn < 1.0)
-    assert same.mean() > 0.5  # detection on the flipped copy is not bit-for-bit symmetric
+    # Detection on the flipped copy is not bit-for-bit symmetric (OpenCV's upsampled base
+    # image and its tie-breaks): measured 50-60% of keypoints land on the same spot.
+    assert same.mean() >= 0.4
     diff = np.abs(derived.desc[same].astype(int) - flipped.desc[nearest[same]].astype(int))
     assert diff.mean() < 2.0  # of 255
     assert np.array_equal(features.mirror().mirror().desc, features.desc)
@@ -191,7 +194,8 @@ def test_the_record_round_trips_and_the_value_is_canonical_base64() -> None:
     value = base64.b64encode(record).decode()
     assert SIFT.validate(f" {value}\n") == value
     assert SIFT.to_bytes(value) == record and SIFT.from_bytes(record) == value
-    assert SIFT.short_form(value).startswith(f"sift:{len(features)}kp:512x384:")
+    assert (features.width, features.height) == (WORK_SIZE, WORK_SIZE * 3 // 4)
+    assert SIFT.short_form(value).startswith(f"sift:{len(features)}kp:{WORK_SIZE}x240:")
     with pytest.raises(FeatureRecordError):
         SIFT.validate(base64.b64encode(record).decode().replace("=", "") + "!")
 
@@ -249,13 +253,29 @@ def test_the_inlier_setting_is_checked_per_list() -> None:
 def test_an_own_list_catches_crops_rotations_screenshots_and_captions(
     listed_photo: Image.Image, home: Path
 ) -> None:
+    listed = jpeg(listed_photo, 92)
     with Scanner.open(home) as scanner:
         scanner.add_list("ours", kind="block", source="local:")
-        entry = scanner.add_media("ours", jpeg(listed_photo, 92), entry_id="case-1")
+        entry = scanner.add_media("ours", listed, entry_id="case-1")
         assert entry.counts.get("sift") == 1, entry.skipped
+        # The same picture's local features alone, on a list of their own in another home:
+        # every edit must be found by them, whether or not PDQ finds it first on "ours".
+        value = uploadscan.hash_file(listed, extra=["sift"]).extra["sift"]
+    with Scanner.open(home.parent / "features-only") as features_only:
+        features_only.add_list("ours", kind="block", source="local:")
+        features_only.store.apply_batch(
+            "ours", [EntryUpsert("sift", value, (), "case-1")], mark_synced=False
+        )
         for name, edit in EDITS.items():
-            verdict = scanner.scan(jpeg(edit(listed_photo)))
-            assert verdict.action is Action.BLOCK, name
+            upload = jpeg(edit(listed_photo))
+            with Scanner.open(home) as scanner:
+                both_stages = scanner.scan(upload)
+            verdict = features_only.scan(upload)
+            assert verdict.action is both_stages.action is Action.BLOCK, name
+            first = [m for m in both_stages.matches if m.hash_type != "sift"]
+            late = [m for m in both_stages.matches if m.hash_type == "sift"]
+            # PDQ stays the first stage: what it blocks is not described at all.
+            assert bool(first) != bool(late), (name, [m.hash_type for m in both_stages.matches])
             found = [m for m in verdict.matches if m.hash_type == "sift"]
             assert found, f"{name}: matched by {[m.hash_type for m in verdict.matches]} only"
             match = found[0]
@@ -274,6 +294,53 @@ def test_an_own_list_catches_crops_rotations_screenshots_and_captions(
             if name == "screenshot":
                 assert 0.45 < float(evidence["scale"]) < 0.75
             assert (evidence["mirrored"] == "yes") == (name == "mirror")
+
+
+def test_pdq_is_the_first_stage_and_local_features_the_second() -> None:
+    """``hash_upload`` asks before describing; the scanner answers from the first stage's
+    matches: a block settles it unless an allowlist holds local features."""
+    from uploadscan.hashing._hash_file import hash_upload
+
+    data = jpeg(load(fixture("scene_a.jpg")))
+    types = [registry.get(name) for name in ("md5", "pdq", "sift")]
+    asked: list[list[str]] = []
+
+    def decided(answer: bool) -> Callable[[object], bool]:
+        def ask(queries: object) -> bool:
+            asked.append(sorted({q.hash_type for q in queries}))  # type: ignore[attr-defined]
+            return answer
+
+        return ask
+
+    settled = hash_upload(data, types=types, decided=decided(True))
+    assert "sift" not in settled.result.values and "pdq" in settled.result.values
+    open_ = hash_upload(data, types=types, decided=decided(False))
+    assert "sift" in open_.result.values
+    assert asked == [["md5", "pdq"], ["md5", "pdq"]]  # the first stage's queries, once each
+    assert "sift" in hash_upload(data, types=types).result.values  # no callback: one stage
+
+
+def test_a_first_stage_block_skips_the_description_unless_an_allowlist_could_override(
+    home: Path,
+) -> None:
+    photo = load(fixture("scene_a.jpg"))
+    listed, cropped = jpeg(photo, 92), jpeg(crop(0.2)(photo))
+    with Scanner.open(home) as scanner:
+        scanner.add_list("ours", kind="block", source="local:")
+        scanner.add_media("ours", listed, entry_id="case-1")
+        plain = scanner._decided_without_second_stage
+        exact = uploadscan.hash_file(listed)
+        queries = [Query(k, v) for k, v in exact.values.items()]
+        assert plain(queries)  # blocked by MD5 and PDQ: nothing left to decide
+        assert not plain([Query("md5", "0" * 32)])
+        # An allowlist holding local features could still override the block: describe.
+        scanner.add_list("cleared", kind="allow", source="local:")
+        scanner.add_media("cleared", cropped, entry_id="cleared-1")
+        assert not plain(queries)
+        smaller = photo.resize((photo.width * 9 // 10, photo.height * 9 // 10))
+        verdict = scanner.scan(jpeg(smaller, 80))  # PDQ blocks it; the features are computed
+        assert verdict.action is Action.ALLOW  # the cleared crop overrides, found by sift
+        assert any(m.list_name == "cleared" and m.hash_type == "sift" for m in verdict.matches)
 
 
 @pytest.mark.parametrize("overlay", list(OVERLAYS))

@@ -154,6 +154,7 @@ class Scanner:
             limits=self._settings.limits,
             types=self._wanted_types(record=content_id is not None),
             variants=self._settings.dihedral,
+            decided=self._decided_without_second_stage,
         )
         if hashed.error is not None and strict:
             raise hashed.error
@@ -199,6 +200,25 @@ class Scanner:
             types = tuple(t for t in registry if (t.name in needed or t.is_exact) and computable(t))
             cached = self._types = (registry.generation, needed, types)
         return cached[2]
+
+    def _decided_without_second_stage(self, queries: Sequence[Query]) -> bool:
+        """Whether the upload's verdict is settled before the costly types are computed.
+
+        PDQ stays the first stage: an upload that an exact or PDQ match already blocks needs
+        no local features (tens of milliseconds). An allowlist match settles it too (it
+        overrides every other match). A block is only final when no allowlist holds
+        second-stage values, which could still override it.
+        """
+        matches, lists = self._matcher.match_consistent(queries)
+        if any(m.list_kind is ListKind.ALLOW for m in matches):
+            return True
+        if not any(m.action is Action.BLOCK for m in matches):
+            return False
+        late = {t.name for t in registry if t.second_stage}
+        return not any(
+            hl.kind is ListKind.ALLOW and any(hl.counts_by_type.get(t, 0) for t in late)
+            for hl in lists.values()
+        )
 
     def _published_sink(self) -> PublishedSink:
         with self._lock:

@@ -15,7 +15,7 @@ Nothing here knows a hash type by name: what is computed is what the types' prot
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .._errors import ConfigError, MediaError, MediaTooLargeError, UnsupportedMediaError
@@ -126,12 +126,17 @@ def hash_upload(
     limits: Limits = DEFAULT_LIMITS,
     types: Sequence[HashType],
     variants: bool = True,
+    decided: Callable[[Sequence[Query]], bool] | None = None,
 ) -> UploadHashes:
     """Hash ``media`` with ``types`` (see the module docstring for the order).
 
     ``variants`` adds each perceptual hash's extra query forms (rotations, mirrors, trimmed
     borders). ``UploadReadError`` is raised when a path cannot be read; an upload over
     ``max_bytes`` comes back with its ``MediaTooLargeError`` and no hash at all.
+
+    ``decided`` makes the costly types (``HashType.second_stage``) a second stage: it is called
+    with the queries of the digests and the other image types, and when it answers True (the
+    upload is blocked already) the costly types are not computed.
     """
     started = time.monotonic()
     feed = DigestFeed({t.name: t.byte_digest for t in types if reads_bytes(t)})  # type: ignore[misc]
@@ -142,7 +147,7 @@ def hash_upload(
         # byte); the verdict takes the fail mode.
         empty = HashResult(media_type="application/octet-stream", size=0)
         return UploadHashes(empty, (), MediaKind.OTHER, exc)
-    image_types = [t for t in types if reads_images(t)]
+    image_types = sorted((t for t in types if reads_images(t)), key=lambda t: t.second_stage)
     frame_types = [t for t in types if reads_frames(t)]
     values: dict[str, str] = {}
     qualities: dict[str, int] = {}
@@ -167,6 +172,11 @@ def hash_upload(
             )
             size = image.original_size
             for hash_type in image_types:
+                if hash_type.second_stage and decided is not None:
+                    first = [Query(name, value) for name, value in feed.result().items()]
+                    if decided(first + queries):
+                        break  # the second-stage types are sorted last
+                    decided = None  # asked once per upload
                 computed = hash_type.hash_image(image, variants=variants)
                 if computed is None:
                     continue

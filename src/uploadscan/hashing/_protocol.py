@@ -206,6 +206,9 @@ class HashType:
     #: Computed when media is put on one of the platform's own lists, even if ``hash_file``
     #: does not compute it by default (types that need the media at hand: local features).
     own_lists: ClassVar[bool] = False
+    #: Costly to compute (local features: tens of milliseconds against PDQ's few): an upload
+    #: gets it only after the other types' matches have not already blocked it.
+    second_stage: ClassVar[bool] = False
     #: Values may leave the machine when a list is exported for sharing. Types whose values
     #: reveal more about the content than a hash does (local descriptors) say False.
     shareable: ClassVar[bool] = True

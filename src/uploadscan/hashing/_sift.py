@@ -11,7 +11,7 @@ descriptor record reveals much more about a picture than a hash does.
 A value is one image's ``LFS1`` feature record (``_sift_features``), base64-encoded. Matching
 runs in three steps, each in its own module:
 
-1. describe the upload (``_sift_describe``): SIFT, 500 keypoints at 512 px; only when some
+1. describe the upload (``_sift_describe``): SIFT, 500 keypoints at 320 px; only when some
    list holds ``sift`` values (the scanner computes what lists hold), so a scanner without
    such a list never even loads OpenCV;
 2. shortlist (``_sift_shortlist``): every upload keypoint votes for the listed images among
@@ -136,6 +136,7 @@ class SiftHashType(HashType):
     default_threshold = DEFAULT_INLIERS
     threshold_setting = "sift_inliers"
     own_lists = True
+    second_stage = True
     shareable = False
     min_decode_side = WORK_SIZE
     vector_dim = SHORTLIST_DIM

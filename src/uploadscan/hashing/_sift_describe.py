@@ -3,8 +3,9 @@
 SIFT rather than ORB, by measurement on the same pipeline (crops, small rotations,
 screenshots, caption bands, logos, and different photos sharing an overlay): ORB was about 5x
 cheaper to describe but lost small-scale copies such as screenshots (73% against SIFT's 100%)
-and heavy crops, while SIFT at 512 px fits the time budget. OpenCV is imported with this
-module, which only the ``sift`` type loads, and only once some list holds its values.
+and heavy crops, while SIFT at ``WORK_SIZE`` (320 px) fits the time budget. OpenCV is
+imported with this module, which only the ``sift`` type loads, and only once some list holds
+its values.
 """
 
 from __future__ import annotations

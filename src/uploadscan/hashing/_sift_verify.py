@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from ._sift_features import Features
+from ._sift_features import WORK_SIZE, Features
 
 __all__ = ["DEFAULT_POLICY", "Policy", "Verification", "measure"]
 
@@ -48,8 +48,9 @@ class Policy:
 
     #: Lowe's ratio on RootSIFT distances (nearest / second nearest in the listed image).
     ratio: float = 0.8
-    #: RANSAC reprojection tolerance, in upload working pixels (long side ``WORK_SIZE``).
-    ransac_px: float = 6.0
+    #: RANSAC reprojection tolerance, in upload working pixels: 1.2% of the long side
+    #: (``WORK_SIZE``), the 6 px measured at 512 px.
+    ransac_px: float = 6.0 * WORK_SIZE / 512
     #: Fewest inliers (distinct keypoints on both sides) a pair is reported with at all; the
     #: list's ``sift_inliers`` setting (default 12) then decides, and may not go below this:
     #: 8 is twice the best false pair of the plain method.
