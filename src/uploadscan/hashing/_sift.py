@@ -11,7 +11,7 @@ descriptor record reveals much more about a picture than a hash does.
 A value is one image's ``LFS1`` feature record (``_sift_features``), base64-encoded. Matching
 runs in three steps, each in its own module:
 
-1. describe the upload (``_sift_describe``): SIFT, 500 keypoints at 320 px; only when some
+1. describe the upload (``_sift_describe``): SIFT, 500 keypoints at 512 px; only when some
    list holds ``sift`` values (the scanner computes what lists hold), so a scanner without
    such a list never even loads OpenCV;
 2. shortlist (``_sift_shortlist``): every upload keypoint votes for the listed images among
@@ -65,11 +65,6 @@ CANDIDATES = 3
 _MAX_VERIFY = 8
 #: Nearest listed keypoints each upload keypoint votes among.
 _NEIGHBOURS = 5
-#: Upload keypoints that vote: the strongest (``describe`` orders them by SIFT response). The
-#: search costs in proportion (18 ms for 500 at 10 k listed images, 9 ms for 200); the same
-#: copies were shortlisted with 150, 200 and 500 (bench_own_list.py). Verification still uses
-#: every keypoint.
-_VOTERS = 200
 #: Default inliers a match needs; the floor a list may set is the verification's own
 #: (``Policy.min_inliers``, 8).
 DEFAULT_INLIERS = 12
@@ -228,7 +223,7 @@ class SiftHashType(HashType):
         features = _parse(query)
         if len(features) < 3 or len(index) == 0:
             return []
-        distances, rows = index.nearest(shortlist_vectors(features)[:_VOTERS], _NEIGHBOURS)
+        distances, rows = index.nearest(shortlist_vectors(features), _NEIGHBOURS)
         ranked = sorted(votes(rows, distances).items(), key=lambda kv: (-kv[1], kv[0]))
         budget = max(1, int(shortlist))
         hits: list[VectorHit] = []

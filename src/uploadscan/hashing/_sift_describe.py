@@ -3,9 +3,8 @@
 SIFT rather than ORB, by measurement on the same pipeline (crops, small rotations,
 screenshots, caption bands, logos, and different photos sharing an overlay): ORB was about 5x
 cheaper to describe but lost small-scale copies such as screenshots (73% against SIFT's 100%)
-and heavy crops, while SIFT at ``WORK_SIZE`` (320 px) fits the time budget. OpenCV is
-imported with this module, which only the ``sift`` type loads, and only once some list holds
-its values.
+and heavy crops. OpenCV is imported with this module, which only the ``sift`` type loads, and
+only once some list holds its values.
 """
 
 from __future__ import annotations
@@ -70,15 +69,12 @@ def describe(gray: npt.NDArray[np.uint8]) -> Features:
     keypoints, desc = _sift().detectAndCompute(work, None)
     if desc is None or not keypoints:
         return empty_features(w, h)
-    # Strongest first (OpenCV keeps the best N unordered): the search lets only the strongest
-    # vote, and they are the ones a copy repeats.
-    order = sorted(range(len(keypoints)), key=lambda i: -keypoints[i].response)[:N_FEATURES]
-    n = len(order)
-    chosen = [keypoints[i] for i in order]
-    xy = np.array([k.pt for k in chosen], dtype=np.float32).reshape(n, 2)
-    size = np.array([k.size for k in chosen], dtype=np.float32)
-    angle = np.array([k.angle for k in chosen], dtype=np.float32)
-    d = np.clip(np.rint(desc[order]), 0, 255).astype(np.uint8)
+    keypoints = keypoints[:N_FEATURES]
+    n = len(keypoints)
+    xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(n, 2)
+    size = np.array([k.size for k in keypoints], dtype=np.float32)
+    angle = np.array([k.angle for k in keypoints], dtype=np.float32)
+    d = np.clip(np.rint(desc[:n]), 0, 255).astype(np.uint8)
     return Features(w, h, xy, size, angle, d)
 
 

@@ -42,12 +42,12 @@ U8 = npt.NDArray[np.uint8]
 
 #: Long side, in pixels, of the copy features are computed on. Larger images are shrunk to it
 #: and smaller ones enlarged, so a copy of a listed image at any resolution is described at the
-#: listed image's scale (and the RANSAC tolerance means the same everywhere). Measured on 30
-#: photos of the shared data and 30 wallpapers, each under 39 edits (crops, small rotations,
-#: screenshots, caption bands, logos), with hard negatives: 320 px found every copy 512 px
-#: found, with no false pair passing the checks, at half the describe time (SIFT's pyramid
-#: starts at twice this size); 256 px began to lose 20% crops and 60% screenshots.
-WORK_SIZE = 320
+#: listed image's scale (and the RANSAC tolerance means the same everywhere). Measured
+#: (bench_detection.py --goals): 512 px keeps every goal edit of every listable photo; 448 px
+#: lost a photo's 60% screenshots on a canvas, 384 and 320 px also 20% crops and web-page
+#: screenshots (fine texture such as a star field needs the resolution), though 320 px halves
+#: the describe time (SIFT's pyramid starts at twice this size).
+WORK_SIZE = 512
 #: Keypoints kept per image, the strongest by SIFT response.
 N_FEATURES = 500
 #: SIFT descriptor width.
