@@ -44,9 +44,9 @@ U8 = npt.NDArray[np.uint8]
 #: and smaller ones enlarged, so a copy of a listed image at any resolution is described at the
 #: listed image's scale (and the RANSAC tolerance means the same everywhere). Measured
 #: (bench_detection.py --goals): 512 px keeps every goal edit of every listable photo; 448 px
-#: lost a photo's 60% screenshots on a canvas, 384 and 320 px also 20% crops and web-page
-#: screenshots (fine texture such as a star field needs the resolution), though 320 px halves
-#: the describe time (SIFT's pyramid starts at twice this size).
+#: lost one photo's 60% screenshots on a canvas, 384 and 320 px also its 20% crops and
+#: web-page screenshots, though 320 px halves the describe time (SIFT's pyramid starts at
+#: twice this size).
 WORK_SIZE = 512
 #: Keypoints kept per image, the strongest by SIFT response.
 N_FEATURES = 500
